@@ -1,0 +1,92 @@
+// Loads gateway.yaml: read once, validate against the schema with its defaults, report every
+// error at once as `file:line:col: message`, then freeze. Nothing else in the gateway reads
+// the file or checks a setting again.
+import { readFile } from "node:fs/promises";
+import { dirname, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Ajv } from "ajv";
+import type { ErrorObject, ValidateFunction } from "ajv";
+import { ZtError } from "../errors.js";
+import { YamlSource, sortDiagnostics } from "../util/yaml-source.js";
+import type { Diagnostic } from "../util/yaml-source.js";
+import { GatewayConfigSchema } from "./schema.js";
+import type { GatewayConfig } from "./schema.js";
+
+const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false });
+const validateSchema = ajv.compile(GatewayConfigSchema);
+
+/** ajv's words for an empty list or string, replaced by ones an admin can act on. */
+function plainMessage(e: ErrorObject): ErrorObject {
+  if (e.keyword === "minItems" && (e.params as { limit: number }).limit === 1) return { ...e, message: "must not be empty" };
+  if (e.keyword === "minLength" && (e.params as { limit: number }).limit === 1) return { ...e, message: "must not be an empty string" };
+  return e;
+}
+
+/** The compiled schema with plainer messages; same contract as an ajv ValidateFunction. */
+const validate = ((data: unknown) => {
+  const ok = validateSchema(data);
+  validate.errors = validateSchema.errors?.map(plainMessage) ?? null;
+  return ok;
+}) as ValidateFunction;
+
+/** The default configuration: `gateway.yaml` at the repository root. */
+export function defaultConfigPath(): string {
+  return fileURLToPath(new URL("../../gateway.yaml", import.meta.url));
+}
+
+/** Reads and validates the configuration file `file` (see `parseConfig`). */
+export async function loadConfig(file: string): Promise<GatewayConfig> {
+  let text: string;
+  try {
+    text = await readFile(file, "utf8");
+  } catch (err) {
+    const why = err instanceof Error ? err.message : String(err);
+    throw new ZtError("ZT_CONFIG_INVALID", `${file}: cannot read configuration file (${why})`);
+  }
+  return parseConfig(file, text);
+}
+
+/**
+ * Validates the text of a configuration file named `file`: throws ZT_CONFIG_INVALID with one
+ * positioned diagnostic per problem, or returns the deep-frozen configuration with defaults
+ * applied and `policy.dir` resolved against the directory of `file`.
+ */
+export function parseConfig(file: string, text: string): GatewayConfig {
+  const parsed = YamlSource.parse(file, text);
+  if (!parsed.source) fail(file, parsed.diagnostics);
+  const source = parsed.source;
+
+  const data = emptySectionsOmitted(source.value());
+  const diagnostics = sortDiagnostics(source.validate(validate, data));
+  if (diagnostics.length > 0) fail(file, diagnostics);
+
+  const config = data as { policy: { dir: string } };
+  config.policy.dir = resolve(dirname(resolve(file)), config.policy.dir);
+  return deepFreeze(config as unknown as GatewayConfig);
+}
+
+/**
+ * An empty document is an empty mapping, and a section whose keys are all commented out
+ * (`policy:` with nothing under it, which YAML reads as null) is an omitted section: both
+ * mean "all defaults".
+ */
+function emptySectionsOmitted(value: unknown): unknown {
+  if (value === null || value === undefined) return {};
+  if (typeof value !== "object" || Array.isArray(value)) return value;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value)) if (v !== null) out[k] = v;
+  return out;
+}
+
+function fail(file: string, diagnostics: Diagnostic[]): never {
+  const n = diagnostics.length;
+  throw new ZtError("ZT_CONFIG_INVALID", `${file}: ${n} error${n === 1 ? "" : "s"}`, diagnostics);
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === "object" && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
+}

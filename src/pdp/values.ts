@@ -1,0 +1,78 @@
+// Point types and how their values sit in Modbus registers. Registers are big-endian 16-bit
+// words on the wire; a value wider than one register spans several, high word first
+// (`words: big`, the Modbus convention) or low word first (`words: little`).
+import type { Scalar, Table } from "./operation.js";
+
+export const REGISTER_TYPES = ["uint16", "int16", "uint32", "int32", "float32", "float64"] as const;
+export type RegisterType = (typeof REGISTER_TYPES)[number];
+export const OPCUA_TYPES = [
+  "boolean", "sbyte", "byte", "int16", "uint16", "int32", "uint32", "int64", "uint64",
+  "float", "double", "string", "datetime",
+] as const;
+export type OpcuaType = (typeof OPCUA_TYPES)[number];
+export type PointType = "bool" | RegisterType | OpcuaType | "method";
+export type WordOrder = "big" | "little";
+
+const WORDS: Record<RegisterType, number> = { uint16: 1, int16: 1, uint32: 2, int32: 2, float32: 2, float64: 4 };
+
+export function registerCount(type: RegisterType): number {
+  return WORDS[type];
+}
+
+export function isRegisterType(t: string): t is RegisterType {
+  return (REGISTER_TYPES as readonly string[]).includes(t);
+}
+
+export function isBitTable(table: Table): boolean {
+  return table === "coil" || table === "discrete";
+}
+
+/** Decodes the raw words (or 0/1 bits) of one point into its value. */
+export function decodeRaw(type: PointType, order: WordOrder, raw: readonly number[]): number | boolean {
+  if (type === "bool") return raw[0] !== 0;
+  if (!isRegisterType(type)) throw new TypeError(`type ${type} has no register encoding`);
+  const n = WORDS[type];
+  const view = new DataView(new ArrayBuffer(n * 2));
+  for (let i = 0; i < n; i++) view.setUint16(i * 2, raw[order === "big" ? i : n - 1 - i] ?? 0, false);
+  switch (type) {
+    case "uint16": return view.getUint16(0, false);
+    case "int16": return view.getInt16(0, false);
+    case "uint32": return view.getUint32(0, false);
+    case "int32": return view.getInt32(0, false);
+    case "float32": return view.getFloat32(0, false);
+    case "float64": return view.getFloat64(0, false);
+  }
+}
+
+/**
+ * Encodes a value into raw words (or one 0/1 bit); the inverse of decodeRaw. Returns
+ * undefined when the value does not fit the type (out of range, not a number, not whole).
+ */
+export function encodeValue(type: PointType, order: WordOrder, value: Scalar): number[] | undefined {
+  if (type === "bool") {
+    if (typeof value === "boolean") return [value ? 1 : 0];
+    return value === 0 || value === 1 ? [value] : undefined;
+  }
+  if (!isRegisterType(type) || typeof value !== "number" || !Number.isFinite(value)) return undefined;
+  const n = WORDS[type];
+  const view = new DataView(new ArrayBuffer(n * 2));
+  const whole = Number.isInteger(value);
+  switch (type) {
+    case "uint16": if (!whole || value < 0 || value > 0xffff) return undefined; view.setUint16(0, value); break;
+    case "int16": if (!whole || value < -0x8000 || value > 0x7fff) return undefined; view.setInt16(0, value); break;
+    case "uint32": if (!whole || value < 0 || value > 0xffffffff) return undefined; view.setUint32(0, value); break;
+    case "int32": if (!whole || value < -0x80000000 || value > 0x7fffffff) return undefined; view.setInt32(0, value); break;
+    case "float32": if (Math.abs(value) > 3.4028234663852886e38) return undefined; view.setFloat32(0, value); break;
+    case "float64": view.setFloat64(0, value); break;
+  }
+  const words: number[] = [];
+  for (let i = 0; i < n; i++) words.push(view.getUint16(i * 2, false));
+  return order === "big" ? words : words.reverse();
+}
+
+/** A written value as a number for range checks; strings and NaN have none. */
+export function numericValue(v: Scalar): number | undefined {
+  if (typeof v === "boolean") return v ? 1 : 0;
+  if (typeof v === "number" && !Number.isNaN(v)) return v;
+  return undefined;
+}

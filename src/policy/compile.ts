@@ -1,0 +1,317 @@
+// Policy files → one immutable, indexed PolicySet. Every error of every file is collected
+// (YAML syntax, schema, meaning) and positioned; a set is produced only when there are none.
+import { createHash } from "node:crypto";
+import { Ajv } from "ajv";
+import { ACTIONS, WRITABLE_TABLES } from "../pdp/operation.js";
+import type { Action, Table } from "../pdp/operation.js";
+import type { ActionIndex, Asset, Point, PolicySet, Rule } from "../pdp/policy-set.js";
+import { compileFrom } from "../pdp/conditions/from.js";
+import { compileWhen } from "../pdp/conditions/when.js";
+import { parseRate } from "../pdp/conditions/rate.js";
+import { compileSubjects } from "../pdp/subjects.js";
+import { isBitTable, isRegisterType, registerCount, OPCUA_TYPES } from "../pdp/values.js";
+import type { PointType } from "../pdp/values.js";
+import { PolicyFileSchema } from "./schema.js";
+import type { PointFile, PolicyFile, RuleFile } from "./schema.js";
+import { YamlSource } from "../util/yaml-source.js";
+import type { Diagnostic, Path } from "../util/yaml-source.js";
+
+export interface PolicySource {
+  /** Name used in messages (relative path, as the admin sees it). */
+  readonly file: string;
+  readonly text: string;
+}
+
+const ajv = new Ajv({ allErrors: true, strict: false });
+const validateFile = ajv.compile<PolicyFile>(PolicyFileSchema);
+
+const POINT_NAME = /^[A-Za-z_][A-Za-z0-9_.-]*$/;
+const MAX_ADDRESS = 65535;
+
+/** A file after its own checks, before cross-file checks and indexing. */
+interface FileResult {
+  asset?: Asset;
+  diagnostics: Diagnostic[];
+}
+
+export function compilePolicies(sources: readonly PolicySource[]): { set?: PolicySet; diagnostics: Diagnostic[] } {
+  const diagnostics: Diagnostic[] = [];
+  const assets = new Map<string, Asset>();
+  const frontUnits = new Map<number, string>();
+  const files: Array<{ file: string; asset: string; sha256: string }> = [];
+  const hash = createHash("sha256");
+  const sorted = [...sources].sort((a, b) => (a.file < b.file ? -1 : a.file > b.file ? 1 : 0));
+  for (const src of sorted) {
+    const r = compileFile(src);
+    diagnostics.push(...r.diagnostics);
+    const sha256 = createHash("sha256").update(src.text).digest("hex");
+    // The revision hashes names and contents only, so it does not depend on where the files sit.
+    hash.update(`${src.file.replace(/^.*[\\/]/, "")}\0${sha256}\0`);
+    if (!r.asset) continue;
+    const a = r.asset;
+    const earlier = assets.get(a.id);
+    if (earlier) {
+      diagnostics.push({ file: src.file, line: 1, col: 1, message: `asset "${a.id}" is already defined in ${earlier.file}` });
+      continue;
+    }
+    if (a.frontUnit !== undefined) {
+      const other = frontUnits.get(a.frontUnit);
+      if (other) diagnostics.push({ file: src.file, line: 1, col: 1, message: `front unit ${a.frontUnit} is already used by asset "${other}"` });
+      else frontUnits.set(a.frontUnit, a.id);
+    }
+    assets.set(a.id, a);
+    files.push({ file: src.file, asset: a.id, sha256 });
+  }
+  if (diagnostics.length > 0) return { diagnostics };
+  const revision = hash.digest("hex").slice(0, 16);
+  return { set: Object.freeze({ revision, assets, files: Object.freeze(files) }), diagnostics };
+}
+
+export function compileFile(src: PolicySource): FileResult {
+  const parsed = YamlSource.parse(src.file, src.text);
+  if (!parsed.source) return { diagnostics: parsed.diagnostics };
+  const y = parsed.source;
+  const data = y.value();
+  if (data === null || typeof data !== "object" || Array.isArray(data)) {
+    return { diagnostics: [y.diag([], "a policy file must be a mapping with asset, protocol, endpoint, points and rules")] };
+  }
+  const diagnostics = y.validate(validateFile, data);
+  // Meaning is checked for every part whose shape is right, so all errors come out at once.
+  const broken = new Set((validateFile.errors ?? []).map((e) => e.instancePath.split("/").slice(0, 3).join("/")));
+  const whole = (ptr: string) => ![...broken].some((b) => b !== "" && (b === ptr || b.startsWith(ptr + "/") || ptr.startsWith(b + "/")));
+  const f = data as PolicyFile;
+  const topOk = typeof f.asset === "string" && (f.protocol === "modbus" || f.protocol === "opcua");
+  if (!topOk) return { diagnostics };
+  const ctx: Ctx = { y, f, diagnostics };
+
+  const points = new Map<string, Point>();
+  for (const [name, p] of Object.entries(f.points ?? {})) {
+    if (!whole(`/points/${name}`)) continue;
+    const point = compilePoint(ctx, name, p);
+    if (point) points.set(name, point);
+  }
+  const pointAt = indexAddresses(ctx, points);
+  const pointByNode = new Map<string, Point>();
+  for (const p of points.values()) {
+    if (p.node === undefined) continue;
+    const other = pointByNode.get(p.node);
+    if (other) diagnostics.push(y.diag(["points", p.name, p.type === "method" ? "method" : "node"], `point "${p.name}" names the same node as point "${other.name}"`));
+    else pointByNode.set(p.node, p);
+  }
+
+  const rules: Rule[] = [];
+  const ids = new Map<string, number>();
+  (Array.isArray(f.rules) ? f.rules : []).forEach((r, i) => {
+    if (!whole(`/rules/${i}`)) return;
+    const line = y.position(["rules", i]).line;
+    const first = ids.get(r.id);
+    if (first !== undefined) ctx.diagnostics.push(y.diag(["rules", i, "id"], `duplicate rule id "${r.id}" (first defined at line ${first})`));
+    else ids.set(r.id, line);
+    const rule = compileRule(ctx, r, i, points);
+    if (rule) rules.push(rule);
+  });
+  if (diagnostics.length > 0) return { diagnostics };
+
+  const asset: Asset = {
+    id: f.asset,
+    ...(f.description !== undefined && { description: f.description }),
+    ...(f.zone !== undefined && { zone: f.zone }),
+    protocol: f.protocol,
+    endpoint: f.endpoint,
+    ...(f.protocol === "modbus" && { unit: f.unit ?? 1, frontUnit: f.front?.unit ?? f.unit ?? 1 }),
+    mode: f.mode ?? "enforce",
+    file: src.file,
+    points,
+    pointAt,
+    pointByNode,
+    rules,
+    actions: indexRules(rules, points),
+  };
+  return { asset: Object.freeze(asset), diagnostics };
+}
+
+interface Ctx {
+  y: YamlSource;
+  f: PolicyFile;
+  diagnostics: Diagnostic[];
+}
+
+function err(ctx: Ctx, path: Path, message: string, key = false): undefined {
+  ctx.diagnostics.push(ctx.y.diag(path, message, key));
+  return undefined;
+}
+
+function compilePoint(ctx: Ctx, name: string, p: PointFile): Point | undefined {
+  const at = ["points", name];
+  const before = ctx.diagnostics.length;
+  if (!POINT_NAME.test(name)) err(ctx, at, `point name "${name}" must start with a letter or _ and use only letters, digits, _ . -`, true);
+  if (p.min !== undefined && p.max !== undefined && p.min > p.max) err(ctx, [...at, "min"], `point "${name}": min ${p.min} is greater than max ${p.max}`);
+  const line = ctx.y.position(at, true).line;
+  if (ctx.f.protocol === "modbus") {
+    for (const k of ["node", "method", "object"] as const) if (p[k] !== undefined) err(ctx, [...at, k], `point "${name}": "${k}" is for OPC UA assets; this asset's protocol is modbus`, true);
+    if (p.table === undefined) err(ctx, at, `point "${name}": missing required key "table" (coil, discrete, input or holding)`);
+    if (p.address === undefined) err(ctx, at, `point "${name}": missing required key "address" (0-based, 0-65535)`);
+    if (p.table === undefined || p.address === undefined) return undefined;
+    const bits = isBitTable(p.table);
+    const type = (p.type ?? (bits ? "bool" : "uint16")) as PointType;
+    if (bits && type !== "bool") err(ctx, [...at, "type"], `point "${name}": type ${type} does not fit table ${p.table} (${p.table} points are 1-bit, type bool)`);
+    if (!bits && !isRegisterType(type)) err(ctx, [...at, "type"], `point "${name}": type ${type} does not fit table ${p.table} (registers take uint16, int16, uint32, int32, float32 or float64)`);
+    if (bits && (p.min !== undefined || p.max !== undefined)) err(ctx, [...at, p.min !== undefined ? "min" : "max"], `point "${name}": min/max do not apply to 1-bit ${p.table} points`);
+    const size = isRegisterType(type) ? registerCount(type) : 1;
+    if (p.address < 0 || p.address > MAX_ADDRESS) err(ctx, [...at, "address"], `point "${name}": address ${p.address} is outside 0-65535`);
+    else if (p.address + size - 1 > MAX_ADDRESS) err(ctx, [...at, "address"], `point "${name}": a ${type} at ${p.address} spans ${size} registers and runs past 65535`);
+    if (ctx.diagnostics.length > before) return undefined;
+    return {
+      name, type, table: p.table, address: p.address, size, words: p.words ?? "big",
+      ...(p.min !== undefined && { min: p.min }), ...(p.max !== undefined && { max: p.max }),
+      writable: WRITABLE_TABLES.has(p.table), line,
+    };
+  }
+  for (const k of ["table", "address", "words"] as const) if (p[k] !== undefined) err(ctx, [...at, k], `point "${name}": "${k}" is for Modbus assets; this asset's protocol is opcua`, true);
+  if ((p.node === undefined) === (p.method === undefined)) return err(ctx, at, `point "${name}": an OPC UA point needs exactly one of "node" (a variable) or "method"`);
+  if (p.method !== undefined) {
+    if (p.type !== undefined && p.type !== "method") err(ctx, [...at, "type"], `point "${name}": a method point has no value type (got ${p.type})`);
+    if (ctx.diagnostics.length > before) return undefined;
+    return { name, type: "method", size: 1, words: "big", node: p.method, ...(p.object !== undefined && { object: p.object }), writable: false, line };
+  }
+  if (p.object !== undefined) err(ctx, [...at, "object"], `point "${name}": "object" only goes with "method"`, true);
+  if (p.type === undefined) return err(ctx, at, `point "${name}": missing required key "type" (one of ${OPCUA_TYPES.join(", ")})`);
+  if (!(OPCUA_TYPES as readonly string[]).includes(p.type)) err(ctx, [...at, "type"], `point "${name}": type ${p.type} is not an OPC UA type (${OPCUA_TYPES.join(", ")})`);
+  if (ctx.diagnostics.length > before) return undefined;
+  return {
+    name, type: p.type as PointType, size: 1, words: "big", node: p.node as string,
+    ...(p.min !== undefined && { min: p.min }), ...(p.max !== undefined && { max: p.max }),
+    writable: true, line,
+  };
+}
+
+function indexAddresses(ctx: Ctx, points: Map<string, Point>): Partial<Record<Table, Map<number, Point>>> {
+  const out: Partial<Record<Table, Map<number, Point>>> = {};
+  for (const p of points.values()) {
+    if (p.table === undefined || p.address === undefined) continue;
+    const m = (out[p.table] ??= new Map());
+    for (let a = p.address; a < p.address + p.size; a++) {
+      const other = m.get(a);
+      if (other) {
+        err(ctx, ["points", p.name, "address"], `point "${p.name}" overlaps point "${other.name}" at ${p.table} ${a}`);
+        break;
+      }
+      m.set(a, p);
+    }
+  }
+  return out;
+}
+
+function parseAddress(v: number | string): [number, number] | string {
+  const bad = `address ${JSON.stringify(v)} must be an address 0-65535 or a range "first-last" within 0-65535`;
+  if (typeof v === "number") return v >= 0 && v <= MAX_ADDRESS ? [v, v] : bad;
+  const m = /^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$/.exec(v);
+  if (!m) return bad;
+  const a = Number(m[1]);
+  const b = m[2] === undefined ? a : Number(m[2]);
+  if (a > MAX_ADDRESS || b > MAX_ADDRESS) return bad;
+  if (a > b) return `address range "${v}": first ${a} is greater than last ${b}`;
+  return [a, b];
+}
+
+function nodePattern(glob: string): RegExp {
+  return new RegExp("^" + glob.split("*").map((s) => s.replace(/[.+?^${}()|[\]\\]/g, "\\$&")).join(".*") + "$");
+}
+
+function compileRule(ctx: Ctx, r: RuleFile, i: number, points: Map<string, Point>): Rule | undefined {
+  const at: Path = ["rules", i];
+  const before = ctx.diagnostics.length;
+  const protocol = ctx.f.protocol;
+  if ((r.allow === undefined) === (r.deny === undefined)) err(ctx, at, `rule "${r.id}": needs exactly one of "allow" or "deny" (a list of actions)`);
+  const effect = r.allow !== undefined ? "allow" : "deny";
+  const listed = r.allow ?? r.deny ?? [];
+  const actions = new Set<Action>(listed.includes("*") ? ACTIONS : (listed as Action[]));
+  if (r.points === undefined && r.targets === undefined && r.nodes === undefined) err(ctx, at, `rule "${r.id}": names no target (give points, targets or nodes)`);
+  const writes = effect === "allow" && actions.has("write") && !listed.includes("*");
+
+  const names = new Set<string>();
+  let allPoints = false;
+  (r.points ?? []).forEach((n, j) => {
+    if (n === "*") return void (allPoints = true);
+    const p = points.get(n);
+    if (!p) {
+      const known = [...points.keys()];
+      return err(ctx, [...at, "points", j], `rule "${r.id}": unknown point "${n}"${known.length ? ` (asset ${ctx.f.asset} has: ${known.join(", ")})` : " (asset has no points)"}`);
+    }
+    if (writes && !p.writable) err(ctx, [...at, "points", j], `rule "${r.id}": allows write on point "${n}", but ${p.type === "method" ? "a method is called, not written" : `${p.table} is read-only`}`);
+    if (effect === "allow" && actions.has("call") && !listed.includes("*") && p.type !== "method") err(ctx, [...at, "points", j], `rule "${r.id}": allows call on point "${n}", which is not a method`);
+    names.add(n);
+  });
+
+  const ranges: Partial<Record<Table, Array<[number, number]>>> = {};
+  (r.targets ?? []).forEach((t, j) => {
+    if (protocol !== "modbus") return err(ctx, [...at, "targets", j], `rule "${r.id}": raw Modbus targets on an opcua asset (use nodes)`);
+    const range = parseAddress(t.address);
+    if (typeof range === "string") return err(ctx, [...at, "targets", j, "address"], `rule "${r.id}": ${range}`);
+    if (writes && !WRITABLE_TABLES.has(t.table)) err(ctx, [...at, "targets", j, "table"], `rule "${r.id}": allows write on table ${t.table}, which is read-only (only coil and holding can be written)`);
+    (ranges[t.table] ??= []).push(range);
+  });
+
+  const nodes: RegExp[] = [];
+  (r.nodes ?? []).forEach((n, j) => {
+    if (protocol !== "opcua") return err(ctx, [...at, "nodes", j], `rule "${r.id}": nodes on a modbus asset (use points or targets)`);
+    nodes.push(nodePattern(n));
+  });
+
+  if (r.values) {
+    const { min, max } = r.values;
+    if (min !== undefined && max !== undefined && min > max) err(ctx, [...at, "values", "min"], `rule "${r.id}": values.min ${min} is greater than values.max ${max}`);
+    if (effect === "deny") err(ctx, [...at, "values"], `rule "${r.id}": values limits go on allow rules (a deny rule denies whatever the value)`, true);
+    else if (!actions.has("write")) err(ctx, [...at, "values"], `rule "${r.id}": values limits only apply to write, which this rule does not allow`, true);
+  }
+  let when;
+  if (r.when) {
+    const w = compileWhen(r.when);
+    for (const e of w.errors) err(ctx, [...at, "when", e.field], `rule "${r.id}": when.${e.field}: ${e.message}`);
+    when = w.matcher;
+  }
+  let from;
+  if (r.from) {
+    const fr = compileFrom(r.from);
+    for (const e of fr.errors) err(ctx, [...at, "from", e.index], `rule "${r.id}": from: ${e.message}`);
+    from = fr.matcher;
+  }
+  let rate;
+  if (r.rate !== undefined) {
+    const pr = parseRate(r.rate);
+    if (pr.error !== undefined) err(ctx, [...at, "rate"], `rule "${r.id}": rate: ${pr.error}`);
+    else if (effect === "deny") err(ctx, [...at, "rate"], `rule "${r.id}": rate goes on allow rules`, true);
+    rate = pr.rate;
+  }
+  if (ctx.diagnostics.length > before) return undefined;
+  return Object.freeze({
+    id: r.id, index: i, effect, actions, subjects: compileSubjects(r.subjects as "*"), allPoints, points: names,
+    ranges, nodes,
+    ...(from && { from }), ...(when && { when }), ...(r.values && { values: r.values }), ...(rate && { rate }),
+    file: ctx.y.file, line: ctx.y.position(at).line,
+  });
+}
+
+/** Whether a rule's targets include a named point (whole: every address of a multi-register point). */
+export function ruleCoversPoint(rule: Rule, p: Point): boolean {
+  if (rule.allPoints || rule.points.has(p.name)) return true;
+  if (p.table !== undefined && p.address !== undefined) {
+    const first = p.address;
+    const last = p.address + p.size - 1;
+    return (rule.ranges[p.table] ?? []).some(([a, b]) => a <= first && last <= b);
+  }
+  return p.node !== undefined && rule.nodes.some((re) => re.test(p.node as string));
+}
+
+function indexRules(rules: readonly Rule[], points: ReadonlyMap<string, Point>): Map<Action, ActionIndex> {
+  const out = new Map<Action, ActionIndex>();
+  for (const action of ACTIONS) {
+    const all = rules.filter((r) => r.actions.has(action));
+    const byPoint = new Map<string, Rule[]>();
+    for (const p of points.values()) byPoint.set(p.name, all.filter((r) => ruleCoversPoint(r, p)));
+    const byTable: Partial<Record<Table, Rule[]>> = {};
+    for (const r of all) for (const t of Object.keys(r.ranges) as Table[]) (byTable[t] ??= []).push(r);
+    out.set(action, { all, byPoint, byTable, byNode: all.filter((r) => r.nodes.length > 0) });
+  }
+  return out;
+}

@@ -1,0 +1,185 @@
+import { join } from "node:path";
+import t from "tap";
+import { defaultConfigPath, loadConfig, parseConfig } from "../../src/config/load.js";
+import { ZtError } from "../../src/errors.js";
+import { formatDiagnostic } from "../../src/util/yaml-source.js";
+
+/** A t.testdir fixture holding one gateway.yaml with `lines`. */
+const withConfig = (...lines: string[]) => ({ "gateway.yaml": lines.map((l) => l + "\n").join("") });
+
+/** Loads the real file gateway.yaml in `dir`. */
+const load = (dir: string) => loadConfig(join(dir, "gateway.yaml"));
+
+/** The ZtError that loading gateway.yaml in `dir` throws. */
+async function loadError(dir: string): Promise<ZtError> {
+  try {
+    await load(dir);
+  } catch (err) {
+    if (err instanceof ZtError) return err;
+    throw err;
+  }
+  throw new Error("expected a ZtError");
+}
+
+/** `line:col message` of every diagnostic, in order. */
+const where = (err: ZtError) => err.diagnostics.map((d) => `${d.line}:${d.col} ${d.message}`);
+
+t.test("defaults fill every section and key left out", async (t) => {
+  const dir = t.testdir(withConfig("policy:", "  watch: false"));
+  t.same(await load(dir), {
+    policy: { dir: join(dir, "policies"), watch: false, debounceMs: 200 },
+    gateway: { adminRoles: ["admin"], auditorRoles: ["auditor"] },
+  });
+});
+
+t.test("an empty file is all defaults", async (t) => {
+  for (const text of ["", "# only a comment", "---"]) {
+    const dir = t.testdir(withConfig(text));
+    t.same(
+      await load(dir),
+      {
+        policy: { dir: join(dir, "policies"), watch: true, debounceMs: 200 },
+        gateway: { adminRoles: ["admin"], auditorRoles: ["auditor"] },
+      },
+      JSON.stringify(text),
+    );
+  }
+});
+
+t.test("a section with every key commented out is all defaults", async (t) => {
+  const config = await load(t.testdir(withConfig("policy:", "  # watch: false", "gateway:")));
+  t.equal(config.policy.watch, true);
+  t.same(config.gateway.adminRoles, ["admin"]);
+});
+
+t.test("unknown keys at every level are reported at once, each at its key", async (t) => {
+  const err = await loadError(
+    t.testdir(
+      withConfig(
+        "policy:", //               1
+        "  dir: policies", //       2
+        "  wach: true", //          3  typo
+        "gateway:", //              4
+        "  adminRoles: [admin]", // 5
+        "  adminRole: root", //     6  typo
+        "listners: []", //          7  no such section
+      ),
+    ),
+  );
+  t.equal(err.code, "ZT_CONFIG_INVALID");
+  t.match(err.message, /gateway\.yaml: 3 errors$/);
+  t.same(where(err), [
+    '3:3 unknown key "wach" in policy',
+    '6:3 unknown key "adminRole" in gateway',
+    '7:1 unknown key "listners"',
+  ]);
+  t.match(formatDiagnostic(err.diagnostics[0]!), /gateway\.yaml:3:3: unknown key "wach" in policy$/);
+  t.match(err.describe().split("\n"), [/3 errors$/, /:3:3: /, /:6:3: /, /:7:1: /]);
+});
+
+t.test("wrong types and out-of-range values are reported at their values, all at once", async (t) => {
+  const err = await loadError(
+    t.testdir(
+      withConfig(
+        "policy:", //                       1
+        "  dir: 42", //                     2
+        "  watch: yes", //                  3  YAML 1.2: a string, not a boolean
+        "  debounceMs: 10001", //           4
+        "gateway:", //                      5
+        "  adminRoles: admin", //           6  not a list
+        "  auditorRoles: [auditor, 7]", //  7
+      ),
+    ),
+  );
+  t.same(where(err), [
+    "2:8 policy.dir: must be string",
+    "3:10 policy.watch: must be boolean",
+    "4:15 policy.debounceMs: must be <= 10000",
+    "6:15 gateway.adminRoles: must be array",
+    "7:27 gateway.auditorRoles[1]: must be string",
+  ]);
+  t.same(where(await loadError(t.testdir(withConfig("policy:", "  debounceMs: 1.5")))), [
+    "2:15 policy.debounceMs: must be integer",
+  ]);
+  t.same(where(await loadError(t.testdir(withConfig("policy:", "  debounceMs: -1")))), [
+    "2:15 policy.debounceMs: must be >= 0",
+  ]);
+  t.same(where(await loadError(t.testdir(withConfig("policy: policies")))), ["1:9 policy: must be object"]);
+  t.same(where(await loadError(t.testdir(withConfig("- policy")))), ["1:1 (document): must be object"]);
+});
+
+t.test("role lists must not be empty nor hold empty roles", async (t) => {
+  const err = await loadError(t.testdir(withConfig("gateway:", "  adminRoles: []", '  auditorRoles: [auditor, ""]')));
+  t.same(where(err), [
+    "2:15 gateway.adminRoles: must not be empty",
+    "3:27 gateway.auditorRoles[1]: must not be an empty string",
+  ]);
+  t.same(where(await loadError(t.testdir(withConfig("policy:", '  dir: ""')))), [
+    "2:8 policy.dir: must not be an empty string",
+  ]);
+});
+
+t.test("policy.dir resolves against the config file's directory", async (t) => {
+  const dir = t.testdir({ etc: withConfig("policy:", "  dir: ../rules") });
+  t.equal((await load(join(dir, "etc"))).policy.dir, join(dir, "rules"));
+
+  const absolute = join(t.testdir({}), "elsewhere");
+  const abs = t.testdir(withConfig("policy:", `  dir: ${JSON.stringify(absolute)}`));
+  t.equal((await load(abs)).policy.dir, absolute);
+});
+
+t.test("the result is deep-frozen", async (t) => {
+  const config = await load(t.testdir(withConfig("")));
+  t.ok(Object.isFrozen(config));
+  t.ok(Object.isFrozen(config.policy));
+  t.ok(Object.isFrozen(config.gateway.adminRoles));
+  // ESM is strict mode: assigning to a frozen object throws.
+  t.throws(() => {
+    (config.policy as { watch: boolean }).watch = false;
+  }, TypeError);
+  t.throws(() => {
+    (config.gateway.adminRoles as string[]).push("root");
+  }, TypeError);
+  // Defaults are fresh objects per load: freezing one config leaves the next one alone.
+  const again = await load(t.testdir(withConfig("gateway: {}")));
+  t.not(again.gateway.adminRoles, config.gateway.adminRoles);
+});
+
+t.test("a file that cannot be read names the path and the OS error", async (t) => {
+  const dir = t.testdir({});
+  const file = join(dir, "nope.yaml");
+  const err = await loadConfig(file).catch((e: unknown) => e);
+  t.ok(err instanceof ZtError);
+  t.match(err, { code: "ZT_CONFIG_INVALID", diagnostics: [] });
+  t.ok((err as ZtError).message.includes(file), "names the path");
+  t.match((err as ZtError).message, /ENOENT/);
+  await t.rejects(loadConfig(dir), { code: "ZT_CONFIG_INVALID", message: /EISDIR/ });
+});
+
+t.test("a YAML syntax error is positioned", async (t) => {
+  const err = await loadError(t.testdir(withConfig("policy:", "  dir: [policies", "  watch: true")));
+  t.equal(err.code, "ZT_CONFIG_INVALID");
+  t.ok(err.diagnostics.length >= 1);
+  t.match(formatDiagnostic(err.diagnostics[0]!), /gateway\.yaml:\d+:\d+: YAML /);
+  t.ok(err.diagnostics[0]!.line >= 2, "at or after the unclosed list");
+
+  const dup = await loadError(t.testdir(withConfig("policy:", "  watch: true", "  watch: false")));
+  t.match(dup.diagnostics, [{ line: 3, message: /^YAML / }]);
+});
+
+t.test("parseConfig is the pure core and names the file it was given", async (t) => {
+  t.throws(() => parseConfig("conf/x.yaml", "nope: 1\n"), {
+    code: "ZT_CONFIG_INVALID",
+    message: "conf/x.yaml: 1 error",
+    diagnostics: [{ file: "conf/x.yaml", line: 1, col: 1 }],
+  });
+  t.equal(parseConfig("/srv/zt/gateway.yaml", "").policy.dir, "/srv/zt/policies");
+});
+
+t.test("the repository's own gateway.yaml loads and states the defaults", async (t) => {
+  const file = defaultConfigPath();
+  t.equal(file, join(import.meta.dirname, "..", "..", "gateway.yaml"));
+  const config = await loadConfig(file);
+  t.same(config, parseConfig(file, ""));
+  t.equal(config.policy.dir, join(file, "..", "policies"));
+});
