@@ -11,6 +11,7 @@ import type { Asset, Point, PolicySet, Rule } from "./policy-set.js";
 import type { RateState } from "./conditions/rate.js";
 import type { Reason } from "./reasons.js";
 import { decodeRaw, numericValue } from "./values.js";
+import { WRITABLE_TABLES } from "./operation.js";
 
 export interface DecideContext {
   /** Decision time, epoch milliseconds. */
@@ -63,6 +64,8 @@ export function resolve(asset: Asset, op: Operation): Resolved {
     const point = t.kind === "point" ? asset.points.get(t.point) : asset.pointByNode.get(t.node);
     if (t.kind === "point" && !point) return { reason: "unknown-point" };
     if (t.kind === "node" && asset.protocol !== "opcua") return { reason: "unknown-point" };
+    // Discrete inputs, input registers and methods are never written (`allow: ["*"]` names write too).
+    if (write && point && !point.writable) return { reason: "unsupported-function" };
     if (!write) return { elements: [point ? { point, known: true } : { node: (t as { node: string }).node, known: true }] };
     let value = op.value;
     if (value === undefined && op.raw && point) value = decodeRaw(point.type, point.words, op.raw);
@@ -70,6 +73,7 @@ export function resolve(asset: Asset, op: Operation): Resolved {
     return { elements: [{ ...base, known: value !== undefined, ...(op.raw && { raw: op.raw }), ...(value !== undefined && { value }) }] };
   }
   if (asset.protocol !== "modbus") return { reason: "unsupported-function" };
+  if (write && !WRITABLE_TABLES.has(t.table)) return { reason: "unsupported-function" };
   const at = asset.pointAt[t.table];
   const elements: Element[] = [];
   const last = t.address + t.count - 1;
@@ -96,7 +100,16 @@ export function resolve(asset: Asset, op: Operation): Resolved {
 export function candidates(asset: Asset, op: Operation, el: Element): readonly Rule[] {
   const idx = asset.actions.get(op.action);
   if (!idx) return [];
-  if (el.point) return idx.byPoint.get(el.point.name) ?? [];
+  if (el.point) {
+    const covering = idx.byPoint.get(el.point.name) ?? [];
+    const p = el.point;
+    if (p.table === undefined || p.address === undefined || p.size === 1) return covering;
+    // An allow must cover a multi-register point whole, but a deny on any one of its words denies it.
+    const first = p.address, last = p.address + p.size - 1;
+    const extra = (idx.byTable[p.table] ?? []).filter((r) => r.effect === "deny" && !covering.includes(r) &&
+      (r.ranges[p.table as Table] ?? []).some(([x, y]) => x <= last && first <= y));
+    return extra.length === 0 ? covering : [...covering, ...extra].sort((a, b) => a.index - b.index);
+  }
   if (el.table !== undefined && el.address !== undefined) {
     const a = el.address;
     return (idx.byTable[el.table] ?? []).filter((r) => (r.ranges[el.table as Table] ?? []).some(([x, y]) => x <= a && a <= y));

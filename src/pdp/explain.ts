@@ -43,7 +43,7 @@ export function explain(set: PolicySet, op: Operation, principal: Principal, ctx
   return { ...decision, considered };
 
   function judge(rule: Rule): [RuleOutcome, string] {
-    if (!rule.actions.has(op.action)) return ["action-not-listed", `${rule.effect}s ${[...rule.actions].join(", ")}, not ${op.action}`];
+    if (!rule.actions.has(op.action)) return ["action-not-listed", `${rule.effect === "deny" ? "denies" : "allows"} ${[...rule.actions].join(", ")}, not ${op.action}`];
     const pre = preCheck(rule, principal, op, ctx.now);
     if (pre === SUBJECT_MISS) return ["subject-mismatch", `needs ${rule.subjects.describe()}; ${principal.sub} has roles [${principal.roles.join(", ")}]`];
     const covered = elements.filter((el) => candidates(asset as NonNullable<typeof asset>, op, el).includes(rule));

@@ -43,13 +43,7 @@ export interface StoreOptions {
   readonly now?: () => Date;
 }
 
-export declare interface PolicyStore {
-  on(event: "reloaded", fn: (r: ReloadResult) => void): this;
-  on(event: "rejected", fn: (r: ReloadResult) => void): this;
-}
-
-// eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging
-export class PolicyStore extends EventEmitter {
+export class PolicyStore extends EventEmitter<{ reloaded: [ReloadResult]; rejected: [ReloadResult] }> {
   private set: PolicySet;
   private loadedAt: Date;
   private lastRejected: Rejection | null = null;

@@ -29,12 +29,26 @@ function parseAddr(text: string): Addr | undefined {
     const [a, b, c, d] = ipaddr.IPv4.parse(text).octets as [number, number, number, number];
     return { v: 4, a: ((a << 24) | (b << 16) | (c << 8) | d) >>> 0 };
   }
-  const dotted = text.lastIndexOf(":") < text.lastIndexOf(".");
-  if (!ipaddr.IPv6.isValid(text) || (dotted && !ipaddr.IPv4.isValidFourPartDecimal(text.slice(text.lastIndexOf(":") + 1)))) {
-    return undefined;
+  // The dotted tail is converted here because ipaddr.js reads `::a.b.c.d` (RFC 4291
+  // IPv4-compatible, ::a14:105) as IPv4-mapped, which would let it match IPv4 CIDRs.
+  const colon = text.lastIndexOf(":");
+  const tail = text.slice(colon + 1);
+  let hex = text;
+  if (tail.includes(".")) {
+    const v4 = parseAddr(tail);
+    if (v4?.v !== 4) return undefined;
+    hex = `${text.slice(0, colon + 1)}${(v4.a >>> 16).toString(16)}:${(v4.a & 0xffff).toString(16)}`;
   }
-  const p = ipaddr.IPv6.parse(text).parts;
+  if (!ipaddr.IPv6.isValid(hex)) return undefined;
+  const p = ipaddr.IPv6.parse(hex).parts;
   return { v: 6, w: [0, 1, 2, 3].map((i) => ((p[2 * i]! << 16) | p[2 * i + 1]!) >>> 0) };
+}
+
+function formatAddr(addr: Addr): string {
+  const dotted = (a: number): string => [a >>> 24, (a >>> 16) & 255, (a >>> 8) & 255, a & 255].join(".");
+  if (addr.v === 4) return dotted(addr.a);
+  if (isMapped(addr.w)) return `::ffff:${dotted(addr.w[3]!)}`;
+  return new ipaddr.IPv6(addr.w.flatMap((x) => [x >>> 16, x & 0xffff])).toString();
 }
 
 function isMapped(w: readonly number[]): boolean {
@@ -52,10 +66,9 @@ function mask128(bits: number): number[] {
 function parseEntry(entry: unknown): { v4: Net4 } | { v6: Net6 } | { error: string } {
   const named = JSON.stringify(entry);
   if (typeof entry !== "string") return { error: `${named}: must be a string (an address or a CIDR)` };
+  if (entry.includes("%")) return { error: `${named}: zone ids (%eth0) are not allowed in a from list` };
   const slash = entry.indexOf("/");
-  const addrText = slash < 0 ? entry : entry.slice(0, slash);
-  if (addrText.includes("%")) return { error: `${named}: zone ids (%eth0) are not allowed in a from list` };
-  const addr = parseAddr(addrText);
+  const addr = parseAddr(slash < 0 ? entry : entry.slice(0, slash));
   if (addr === undefined) return { error: `${named}: not an IPv4 or IPv6 address or CIDR` };
 
   const max = addr.v === 4 ? 32 : 128;
@@ -66,13 +79,13 @@ function parseEntry(entry: unknown): { v4: Net4 } | { v6: Net6 } | { error: stri
   if (addr.v === 4) {
     const mask = mask32(bits);
     const net = (addr.a & mask) >>> 0;
-    if (net !== addr.a) return { error: `${named}: host bits set (did you mean ${ipaddr.IPv4.networkAddressFromCIDR(entry).toString()}/${bits}?)` };
+    if (net !== addr.a) return { error: `${named}: host bits set (did you mean ${formatAddr({ v: 4, a: net })}/${bits}?)` };
     return { v4: { net, mask } };
   }
   const mask = mask128(bits);
   const net = addr.w.map((x, i) => (x & mask[i]!) >>> 0);
   if (net.some((x, i) => x !== addr.w[i])) {
-    return { error: `${named}: host bits set (did you mean ${ipaddr.IPv6.networkAddressFromCIDR(entry).toString()}/${bits}?)` };
+    return { error: `${named}: host bits set (did you mean ${formatAddr({ v: 6, w: net })}/${bits}?)` };
   }
   // Sources in ::ffff:0:0/96 are matched as IPv4 (see parseSource), so such entries are too.
   if (bits >= 96 && isMapped(net)) return { v4: { net: net[3]!, mask: mask32(bits - 96) } };

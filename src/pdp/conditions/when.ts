@@ -39,17 +39,18 @@ function parseDays(days: unknown): { mask: number; text: string } | { error: str
   if (items.length === 0) return { error: `${named}: must name at least one day` };
   let mask = 0;
   const parts: string[] = [];
-  const unknown: string[] = [];
+  const problems: string[] = [];
   for (const item of items) {
-    if (typeof item !== "string") {
-      unknown.push(JSON.stringify(item));
-      continue;
-    }
-    const ends = item.split("-");
+    const ends = typeof item === "string" ? item.split("-") : [];
     const idx = ends.map(dayIndex);
     const [from, to] = idx;
-    if (ends.length > 2 || from === undefined || idx.some((i) => i < 0)) {
-      unknown.push(JSON.stringify(item.trim()));
+    if (from === undefined || ends.length > 2) {
+      problems.push(`${JSON.stringify(item)} is not a day or a range of days`);
+      continue;
+    }
+    const unknown = ends.filter((_, i) => idx[i]! < 0);
+    if (unknown.length > 0) {
+      problems.push(unknown.map((u) => `unknown day ${JSON.stringify(u.trim())}`).join(", "));
       continue;
     }
     const last = to ?? from;
@@ -59,7 +60,7 @@ function parseDays(days: unknown): { mask: number; text: string } | { error: str
     }
     parts.push(idx.map((i) => DAY_NAMES[i]).join("-"));
   }
-  if (unknown.length > 0) return { error: `${named}: unknown day ${unknown.join(", ")} (use mon, tue, wed, thu, fri, sat, sun or full names, ranges like mon-fri)` };
+  if (problems.length > 0) return { error: `${named}: ${problems.join("; ")} (use mon..sun or full names, a range like mon-fri or a list like mon,wed,fri)` };
   return { mask, text: parts.join(",") };
 }
 
@@ -96,7 +97,7 @@ function zoneFor(tz: string): Zone {
     // Throws RangeError for an unknown zone; compileWhen reports it.
     const fmt = new Intl.DateTimeFormat("en-US", {
       timeZone: tz,
-      hourCycle: "h23",
+      hour12: false,
       year: "numeric",
       month: "numeric",
       day: "numeric",

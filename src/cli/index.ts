@@ -1,0 +1,41 @@
+// The `ztgate` command: one function per subcommand, each thin; errors become one clear
+// message and an exit code (2 for usage, 1 for failures), never a bare stack trace.
+import { UsageError, ZtError } from "../errors.js";
+import { policyCommand } from "./policy.js";
+import { startCommand } from "./start.js";
+import type { Io } from "./io.js";
+import { processIo } from "./io.js";
+
+const USAGE = `usage: ztgate <command>
+  start [--config F]             run the gateway
+  policy check [DIR]             validate every policy file
+  policy explain …               show the decision for one operation and why
+  policy test [DIR]              run the policy test cases under DIR/tests/
+Commands of later releases (keys, cert, token, log, session) are listed in the README.`;
+
+const LATER = new Set(["keys", "cert", "token", "log", "session"]);
+
+export async function main(argv: string[], io: Io = processIo): Promise<number> {
+  const [cmd, ...rest] = argv;
+  try {
+    switch (cmd) {
+      case "start": return await startCommand(rest, io);
+      case "policy": return await policyCommand(rest, io);
+      case "help": case "--help": case "-h": io.out(USAGE); return 0;
+      default:
+        if (cmd !== undefined && LATER.has(cmd)) throw new UsageError(`"ztgate ${cmd}" is not part of this release yet (see README: what works today)`);
+        throw new UsageError(cmd === undefined ? "no command given; try ztgate help" : `unknown command "${cmd}"; try ztgate help`);
+    }
+  } catch (e) {
+    if (e instanceof UsageError) {
+      io.err(`ztgate: ${e.message}`);
+      return 2;
+    }
+    if (e instanceof ZtError) {
+      io.err(`ztgate: ${e.code}: ${e.describe()}`);
+      return 1;
+    }
+    io.err(`ztgate: internal error: ${(e as Error).stack ?? String(e)}`);
+    return 1;
+  }
+}
