@@ -7,7 +7,6 @@ export const ERROR_CODES = {
   ZT_USAGE: "a command was called with missing or unknown arguments (exit 2)",
   ZT_CONFIG_INVALID: "gateway.yaml (or --config) could not be read or did not validate",
   ZT_POLICY_INVALID: "a policy file (or the policy directory) could not be read or did not validate",
-  ZT_POLICY_TEST_INVALID: "a policy test file under policies/tests/ could not be read or did not validate",
   ZT_TOKEN_MALFORMED: "a token given to a command could not be decoded",
 } as const;
 

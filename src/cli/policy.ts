@@ -9,7 +9,7 @@ import type { PolicySet } from "../pdp/policy-set.js";
 import { TokenBucketRates } from "../pdp/conditions/rate.js";
 import { loadPolicyDir } from "../policy/load.js";
 import { policyInvalidError } from "../policy/store.js";
-import { buildOperation, parseScalar } from "../policy/request.js";
+import { buildOperation, parseScalar, parseTime } from "../policy/request.js";
 import { runPolicyTests } from "../policy/testing.js";
 import { formatDiagnostic, sortDiagnostics } from "../util/yaml-source.js";
 import { loadConfig, defaultConfigPath } from "../config/load.js";
@@ -86,7 +86,7 @@ async function explainCmd(argv: string[], io: Io): Promise<number> {
   }, EXPLAIN_USAGE);
   if (v.asset === undefined || v.action === undefined) throw new UsageError(`--asset and --action are required; usage: ${EXPLAIN_USAGE}`);
   if ((v.point === undefined) === (v.target === undefined)) throw new UsageError(`give exactly one of --point or --target; usage: ${EXPLAIN_USAGE}`);
-  const now = v.at !== undefined ? Date.parse(v.at) : Date.now();
+  const now = v.at !== undefined ? parseTime(v.at) : Date.now();
   if (Number.isNaN(now)) throw new UsageError(`--at "${v.at}": not an ISO 8601 time (e.g. 2026-03-02T08:00:00+01:00)`);
   const principal = principalFrom(v);
   const set = await loadOrThrow(await policyDir(v.policies));

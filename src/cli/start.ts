@@ -20,11 +20,19 @@ export async function startCommand(argv: string[], io: Io): Promise<number> {
   Try:  npx ztgate policy explain --asset boiler-plc --action read --point temperature --sub hist-1 --role historian
         npx ztgate policy explain --asset boiler-plc --action write --point burner_on --value true --sub mes-1 --role mes
   Stop with Ctrl-C.`);
+  // Nothing else holds the event loop open yet (the policy watcher is not persistent), so a
+  // timer does until a signal comes; without it Node exits at once with code 13.
+  const keepAlive = setInterval(() => undefined, 1 << 30);
   await new Promise<void>((resolve) => {
-    const done = () => resolve();
-    process.once("SIGINT", done);
-    process.once("SIGTERM", done);
+    const done = () => {
+      process.off("SIGINT", done);
+      process.off("SIGTERM", done);
+      resolve();
+    };
+    process.on("SIGINT", done);
+    process.on("SIGTERM", done);
   });
+  clearInterval(keepAlive);
   await gw.stop();
   log.info("stopped");
   return 0;

@@ -32,12 +32,18 @@ const MAX_ADDRESS = 65535;
 interface FileResult {
   asset?: Asset;
   diagnostics: Diagnostic[];
+  /** Asset id and front unit with their places, whenever they are well-formed (even if other parts are not). */
+  ids?: { asset: string; assetAt: Pos; frontUnit?: number; frontUnitAt: Pos; frontUnitText: string };
 }
+
+type Pos = { line: number; col: number };
 
 export function compilePolicies(sources: readonly PolicySource[]): { set?: PolicySet; diagnostics: Diagnostic[] } {
   const diagnostics: Diagnostic[] = [];
   const assets = new Map<string, Asset>();
-  const frontUnits = new Map<number, string>();
+  // Seen ids and front units, also of files with other errors, so that clashes come out at once.
+  const assetIds = new Map<string, { file: string; line: number }>();
+  const frontUnits = new Map<number, { asset: string; file: string; line: number }>();
   const files: Array<{ file: string; asset: string; sha256: string }> = [];
   const hash = createHash("sha256");
   const sorted = [...sources].sort((a, b) => (a.file < b.file ? -1 : a.file > b.file ? 1 : 0));
@@ -47,20 +53,27 @@ export function compilePolicies(sources: readonly PolicySource[]): { set?: Polic
     const sha256 = createHash("sha256").update(src.text).digest("hex");
     // The revision hashes names and contents only, so it does not depend on where the files sit.
     hash.update(`${src.file.replace(/^.*[\\/]/, "")}\0${sha256}\0`);
-    if (!r.asset) continue;
-    const a = r.asset;
-    const earlier = assets.get(a.id);
+    const ids = r.ids;
+    if (!ids) continue;
+    const earlier = assetIds.get(ids.asset);
     if (earlier) {
-      diagnostics.push({ file: src.file, line: 1, col: 1, message: `asset "${a.id}" is already defined in ${earlier.file}` });
+      diagnostics.push({ file: src.file, ...ids.assetAt, message: `asset "${ids.asset}" is already defined in ${earlier.file}:${earlier.line} (asset ids must be unique)` });
       continue;
     }
-    if (a.frontUnit !== undefined) {
-      const other = frontUnits.get(a.frontUnit);
-      if (other) diagnostics.push({ file: src.file, line: 1, col: 1, message: `front unit ${a.frontUnit} is already used by asset "${other}"` });
-      else frontUnits.set(a.frontUnit, a.id);
+    assetIds.set(ids.asset, { file: src.file, line: ids.assetAt.line });
+    if (ids.frontUnit !== undefined) {
+      const other = frontUnits.get(ids.frontUnit);
+      if (other) {
+        diagnostics.push({
+          file: src.file,
+          ...ids.frontUnitAt,
+          message: `front unit ${ids.frontUnit}${ids.frontUnitText} is already used by asset "${other.asset}" (${other.file}:${other.line}); clients pick the asset by it, so give each Modbus asset its own front: { unit: N }`,
+        });
+      } else frontUnits.set(ids.frontUnit, { asset: ids.asset, file: src.file, line: ids.frontUnitAt.line });
     }
-    assets.set(a.id, a);
-    files.push({ file: src.file, asset: a.id, sha256 });
+    if (!r.asset) continue;
+    assets.set(r.asset.id, r.asset);
+    files.push({ file: src.file, asset: r.asset.id, sha256 });
   }
   if (diagnostics.length > 0) return { diagnostics };
   const revision = hash.digest("hex").slice(0, 16);
@@ -73,22 +86,51 @@ export function compileFile(src: PolicySource): FileResult {
   const y = parsed.source;
   const data = y.value();
   if (data === null || typeof data !== "object" || Array.isArray(data)) {
-    return { diagnostics: [y.diag([], "a policy file must be a mapping with asset, protocol, endpoint, points and rules")] };
+    const found = data === null || data === undefined ? "this file is empty" : Array.isArray(data) ? "this file is a list" : `this file is a single value (${JSON.stringify(data)})`;
+    return { diagnostics: [y.diag([], `a policy file must be a mapping with keys asset, protocol, endpoint, points and rules; ${found}`)] };
   }
   const diagnostics = y.validate(validateFile, data);
   // Meaning is checked for every part whose shape is right, so all errors come out at once.
-  const broken = new Set((validateFile.errors ?? []).map((e) => e.instancePath.split("/").slice(0, 3).join("/")));
-  const whole = (ptr: string) => ![...broken].some((b) => b !== "" && (b === ptr || b.startsWith(ptr + "/") || ptr.startsWith(b + "/")));
+  // A missing key breaks only that key; an unknown key breaks nothing (it is ignored).
+  const broken: string[] = [];
+  for (const e of validateFile.errors ?? []) {
+    if (e.keyword === "additionalProperties") continue;
+    const missing = e.keyword === "required" ? (e.params as { missingProperty?: unknown }).missingProperty : undefined;
+    broken.push(missing === undefined ? e.instancePath : `${e.instancePath}/${pointerSegment(String(missing))}`);
+  }
+  const whole = (...path: Array<string | number>): boolean => {
+    const ptr = path.map((s) => "/" + pointerSegment(String(s))).join("");
+    return !broken.some((b) => b === ptr || b.startsWith(ptr + "/") || ptr.startsWith(b + "/"));
+  };
   const f = data as PolicyFile;
   const topOk = typeof f.asset === "string" && (f.protocol === "modbus" || f.protocol === "opcua");
   if (!topOk) return { diagnostics };
   const ctx: Ctx = { y, f, diagnostics };
+  let ids: FileResult["ids"];
+  if (whole("asset")) {
+    const frontKey = f.front?.unit !== undefined ? ["front", "unit"] : f.unit !== undefined ? ["unit"] : ["asset"];
+    const frontOk = f.protocol === "modbus" && whole("front") && whole("unit");
+    ids = {
+      asset: f.asset,
+      assetAt: y.position(["asset"]),
+      ...(frontOk && { frontUnit: f.front?.unit ?? f.unit ?? 1 }),
+      frontUnitAt: y.position(frontKey),
+      frontUnitText: f.front?.unit !== undefined ? "" : f.unit !== undefined ? " (from unit, as front.unit is not set)" : " (the default, as neither front.unit nor unit is set)",
+    };
+  }
 
   const points = new Map<string, Point>();
-  for (const [name, p] of Object.entries(f.points ?? {})) {
-    if (!whole(`/points/${name}`)) continue;
+  // Points that exist but are malformed (already reported): rules naming them are not told they are unknown.
+  const brokenPoints = new Set<string>();
+  const pointEntries = f.points !== null && typeof f.points === "object" && !Array.isArray(f.points) ? Object.entries(f.points) : [];
+  for (const [name, p] of pointEntries) {
+    if (!whole("points", name) || p === null || typeof p !== "object" || Array.isArray(p)) {
+      brokenPoints.add(name);
+      continue;
+    }
     const point = compilePoint(ctx, name, p);
     if (point) points.set(name, point);
+    else brokenPoints.add(name);
   }
   const pointAt = indexAddresses(ctx, points);
   const pointByNode = new Map<string, Point>();
@@ -100,17 +142,19 @@ export function compileFile(src: PolicySource): FileResult {
   }
 
   const rules: Rule[] = [];
-  const ids = new Map<string, number>();
+  const ruleIds = new Map<string, number>();
   (Array.isArray(f.rules) ? f.rules : []).forEach((r, i) => {
-    if (!whole(`/rules/${i}`)) return;
+    if (r === null || typeof r !== "object" || Array.isArray(r)) return;
     const line = y.position(["rules", i]).line;
-    const first = ids.get(r.id);
-    if (first !== undefined) ctx.diagnostics.push(y.diag(["rules", i, "id"], `duplicate rule id "${r.id}" (first defined at line ${first})`));
-    else ids.set(r.id, line);
-    const rule = compileRule(ctx, r, i, points);
+    if (whole("rules", i, "id")) {
+      const first = ruleIds.get(r.id);
+      if (first !== undefined) ctx.diagnostics.push(y.diag(["rules", i, "id"], `duplicate rule id "${r.id}" (first defined at line ${first})`));
+      else ruleIds.set(r.id, line);
+    }
+    const rule = compileRule(ctx, r, i, points, brokenPoints, (...sub) => whole("rules", i, ...sub));
     if (rule) rules.push(rule);
   });
-  if (diagnostics.length > 0) return { diagnostics };
+  if (diagnostics.length > 0) return { diagnostics, ...(ids && { ids }) };
 
   const asset: Asset = {
     id: f.asset,
@@ -127,7 +171,11 @@ export function compileFile(src: PolicySource): FileResult {
     rules,
     actions: indexRules(rules, points),
   };
-  return { asset: Object.freeze(asset), diagnostics };
+  return { asset: Object.freeze(asset), diagnostics, ...(ids && { ids }) };
+}
+
+function pointerSegment(s: string): string {
+  return s.replace(/~/g, "~0").replace(/\//g, "~1");
 }
 
 interface Ctx {
@@ -218,72 +266,87 @@ function nodePattern(glob: string): RegExp {
   return new RegExp("^" + glob.split("*").map((s) => s.replace(/[.+?^${}()|[\]\\]/g, "\\$&")).join(".*") + "$");
 }
 
-function compileRule(ctx: Ctx, r: RuleFile, i: number, points: Map<string, Point>): Rule | undefined {
+/** A rule is checked field by field (`ok` says whether a field's shape is right); it is built only when all of it is. */
+function compileRule(
+  ctx: Ctx,
+  r: RuleFile,
+  i: number,
+  points: Map<string, Point>,
+  brokenPoints: ReadonlySet<string>,
+  ok: (...sub: Array<string | number>) => boolean,
+): Rule | undefined {
   const at: Path = ["rules", i];
   const before = ctx.diagnostics.length;
   const protocol = ctx.f.protocol;
-  if ((r.allow === undefined) === (r.deny === undefined)) err(ctx, at, `rule "${r.id}": needs exactly one of "allow" or "deny" (a list of actions)`);
+  const name = ok("id") ? `rule "${r.id}"` : `rules[${i}]`;
+  if ((r.allow === undefined) === (r.deny === undefined)) err(ctx, at, `${name}: needs exactly one of "allow" or "deny" (a list of actions)`);
   const effect = r.allow !== undefined ? "allow" : "deny";
-  const listed = r.allow ?? r.deny ?? [];
+  // With a malformed action list the checks that depend on the actions are skipped.
+  const actionsOk = ok("allow") && ok("deny");
+  const listed = actionsOk ? (r.allow ?? r.deny ?? []) : [];
   const actions = new Set<Action>(listed.includes("*") ? ACTIONS : (listed as Action[]));
-  if (r.points === undefined && r.targets === undefined && r.nodes === undefined) err(ctx, at, `rule "${r.id}": names no target (give points, targets or nodes)`);
+  if (r.points === undefined && r.targets === undefined && r.nodes === undefined) err(ctx, at, `${name}: names no target (give points, targets or nodes)`);
   const writes = effect === "allow" && actions.has("write") && !listed.includes("*");
 
   const names = new Set<string>();
   let allPoints = false;
-  (r.points ?? []).forEach((n, j) => {
+  (Array.isArray(r.points) ? r.points : []).forEach((n, j) => {
+    if (!ok("points", j)) return;
     if (n === "*") return void (allPoints = true);
     const p = points.get(n);
     if (!p) {
-      const known = [...points.keys()];
-      return err(ctx, [...at, "points", j], `rule "${r.id}": unknown point "${n}"${known.length ? ` (asset ${ctx.f.asset} has: ${known.join(", ")})` : " (asset has no points)"}`);
+      if (brokenPoints.has(n)) return;
+      const known = [...points.keys(), ...brokenPoints];
+      return err(ctx, [...at, "points", j], `${name}: unknown point "${n}"${known.length ? ` (asset ${ctx.f.asset} has: ${known.join(", ")})` : " (asset has no points)"}`);
     }
-    if (writes && !p.writable) err(ctx, [...at, "points", j], `rule "${r.id}": allows write on point "${n}", but ${p.type === "method" ? "a method is called, not written" : `${p.table} is read-only`}`);
-    if (effect === "allow" && actions.has("call") && !listed.includes("*") && p.type !== "method") err(ctx, [...at, "points", j], `rule "${r.id}": allows call on point "${n}", which is not a method`);
+    if (writes && !p.writable) err(ctx, [...at, "points", j], `${name}: allows write on point "${n}", but ${p.type === "method" ? "a method is called, not written" : `${p.table} is read-only`}`);
+    if (effect === "allow" && actions.has("call") && !listed.includes("*") && p.type !== "method") err(ctx, [...at, "points", j], `${name}: allows call on point "${n}", which is not a method`);
     names.add(n);
   });
 
   const ranges: Partial<Record<Table, Array<[number, number]>>> = {};
-  (r.targets ?? []).forEach((t, j) => {
-    if (protocol !== "modbus") return err(ctx, [...at, "targets", j], `rule "${r.id}": raw Modbus targets on an opcua asset (use nodes)`);
+  (Array.isArray(r.targets) ? r.targets : []).forEach((t, j) => {
+    if (!ok("targets", j)) return;
+    if (protocol !== "modbus") return err(ctx, [...at, "targets", j], `${name}: raw Modbus targets on an opcua asset (use nodes)`);
     const range = parseAddress(t.address);
-    if (typeof range === "string") return err(ctx, [...at, "targets", j, "address"], `rule "${r.id}": ${range}`);
-    if (writes && !WRITABLE_TABLES.has(t.table)) err(ctx, [...at, "targets", j, "table"], `rule "${r.id}": allows write on table ${t.table}, which is read-only (only coil and holding can be written)`);
+    if (typeof range === "string") return err(ctx, [...at, "targets", j, "address"], `${name}: ${range}`);
+    if (writes && !WRITABLE_TABLES.has(t.table)) err(ctx, [...at, "targets", j, "table"], `${name}: allows write on table ${t.table}, which is read-only (only coil and holding can be written)`);
     (ranges[t.table] ??= []).push(range);
   });
 
   const nodes: RegExp[] = [];
-  (r.nodes ?? []).forEach((n, j) => {
-    if (protocol !== "opcua") return err(ctx, [...at, "nodes", j], `rule "${r.id}": nodes on a modbus asset (use points or targets)`);
+  (Array.isArray(r.nodes) ? r.nodes : []).forEach((n, j) => {
+    if (!ok("nodes", j)) return;
+    if (protocol !== "opcua") return err(ctx, [...at, "nodes", j], `${name}: nodes on a modbus asset (use points or targets)`);
     nodes.push(nodePattern(n));
   });
 
-  if (r.values) {
+  if (r.values && ok("values")) {
     const { min, max } = r.values;
-    if (min !== undefined && max !== undefined && min > max) err(ctx, [...at, "values", "min"], `rule "${r.id}": values.min ${min} is greater than values.max ${max}`);
-    if (effect === "deny") err(ctx, [...at, "values"], `rule "${r.id}": values limits go on allow rules (a deny rule denies whatever the value)`, true);
-    else if (!actions.has("write")) err(ctx, [...at, "values"], `rule "${r.id}": values limits only apply to write, which this rule does not allow`, true);
+    if (min !== undefined && max !== undefined && min > max) err(ctx, [...at, "values", "min"], `${name}: values.min ${min} is greater than values.max ${max}`);
+    if (effect === "deny") err(ctx, [...at, "values"], `${name}: values limits go on allow rules (a deny rule denies whatever the value)`, true);
+    else if (actionsOk && !actions.has("write")) err(ctx, [...at, "values"], `${name}: values limits only apply to write, which this rule does not allow`, true);
   }
   let when;
-  if (r.when) {
+  if (r.when && ok("when")) {
     const w = compileWhen(r.when);
-    for (const e of w.errors) err(ctx, [...at, "when", e.field], `rule "${r.id}": when.${e.field}: ${e.message}`);
+    for (const e of w.errors) err(ctx, [...at, "when", e.field], `${name}: when.${e.field}: ${e.message}`);
     when = w.matcher;
   }
   let from;
-  if (r.from) {
+  if (Array.isArray(r.from) && ok("from")) {
     const fr = compileFrom(r.from);
-    for (const e of fr.errors) err(ctx, [...at, "from", e.index], `rule "${r.id}": from: ${e.message}`);
+    for (const e of fr.errors) err(ctx, [...at, "from", e.index], `${name}: from: ${e.message}`);
     from = fr.matcher;
   }
   let rate;
-  if (r.rate !== undefined) {
+  if (r.rate !== undefined && ok("rate")) {
     const pr = parseRate(r.rate);
-    if (pr.error !== undefined) err(ctx, [...at, "rate"], `rule "${r.id}": rate: ${pr.error}`);
-    else if (effect === "deny") err(ctx, [...at, "rate"], `rule "${r.id}": rate goes on allow rules`, true);
+    if (pr.error !== undefined) err(ctx, [...at, "rate"], `${name}: rate: ${pr.error}`);
+    else if (effect === "deny") err(ctx, [...at, "rate"], `${name}: rate goes on allow rules (a deny rule has nothing to limit)`, true);
     rate = pr.rate;
   }
-  if (ctx.diagnostics.length > before) return undefined;
+  if (ctx.diagnostics.length > before || !ok()) return undefined;
   return Object.freeze({
     id: r.id, index: i, effect, actions, subjects: compileSubjects(r.subjects as "*"), allPoints, points: names,
     ranges, nodes,

@@ -43,6 +43,19 @@ export function parseScalar(text: string): Scalar {
   return text.trim() !== "" && Number.isFinite(n) ? n : text;
 }
 
+/**
+ * An ISO 8601 date or date-time (`2026-03-02`, `2026-03-02T08:00:00+01:00`; no offset = local
+ * time) as epoch ms, or NaN. Date.parse alone is lenient: it reads "1" as 2001-01-01 and
+ * rolls 2026-02-30 over into March, silently deciding at a time nobody asked for.
+ */
+export function parseTime(text: string): number {
+  const m = /^(\d{4})-(\d{2})-(\d{2})(?:T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:\d{2})?)?$/.exec(text);
+  if (!m) return NaN;
+  const [year, month, day] = [Number(m[1]), Number(m[2]), Number(m[3])];
+  if (month < 1 || month > 12 || day < 1 || day > new Date(Date.UTC(year, month, 0)).getUTCDate()) return NaN;
+  return Date.parse(text);
+}
+
 export function parseAction(text: string): Action {
   if (!(ACTIONS as readonly string[]).includes(text)) throw new Error(`action "${text}": must be one of ${ACTIONS.join(", ")}`);
   return text as Action;

@@ -6,7 +6,10 @@ import { ACTIONS, TABLES } from "../pdp/operation.js";
 import { OPCUA_TYPES, REGISTER_TYPES } from "../pdp/values.js";
 
 const Name = Type.String({ minLength: 1 });
-const ActionList = Type.Array(Type.Union([...ACTIONS, "*"].map((a) => Type.Literal(a))), { minItems: 1, "x-expected": "a list of actions" });
+const ActionList = Type.Array(
+  Type.Union([...ACTIONS, "*"].map((a) => Type.Literal(a)), { "x-expected": `an action: ${ACTIONS.join(", ")} or *` }),
+  { minItems: 1, "x-expected": "a list of actions" },
+);
 
 export const PointSchema = Type.Object(
   {
@@ -61,7 +64,7 @@ export const RawTargetSchema = Type.Object(
 
 export const RuleSchema = Type.Object(
   {
-    id: Type.String({ pattern: "^[A-Za-z0-9][A-Za-z0-9_.-]*$" }),
+    id: Type.String({ pattern: "^[A-Za-z0-9][A-Za-z0-9_.-]*$", "x-expected": "letters, digits, _ . - starting with a letter or digit (like mes-setpoint)" }),
     description: Type.Optional(Type.String()),
     allow: Type.Optional(ActionList),
     deny: Type.Optional(ActionList),
@@ -88,7 +91,7 @@ export const RuleSchema = Type.Object(
 
 export const PolicyFileSchema = Type.Object(
   {
-    asset: Type.String({ pattern: "^[a-z0-9][a-z0-9-]*$" }),
+    asset: Type.String({ pattern: "^[a-z0-9][a-z0-9-]*$", "x-expected": "lowercase letters, digits and - starting with a letter or digit (like boiler-plc)" }),
     description: Type.Optional(Type.String()),
     zone: Type.Optional(Type.String({ minLength: 1 })),
     protocol: Type.Union([Type.Literal("modbus"), Type.Literal("opcua")], { "x-expected": "modbus or opcua" }),

@@ -14,7 +14,7 @@ import { TokenBucketRates } from "../pdp/conditions/rate.js";
 import { YamlSource } from "../util/yaml-source.js";
 import type { Diagnostic } from "../util/yaml-source.js";
 import { readYamlFiles } from "./load.js";
-import { buildOperation } from "./request.js";
+import { buildOperation, parseTime } from "./request.js";
 
 const Value = Type.Union([Type.Number(), Type.Boolean(), Type.String()]);
 const CaseSchema = Type.Object(
@@ -98,7 +98,7 @@ export async function runPolicyTests(set: PolicySet, dir: string, now: () => num
         diagnostics.push(y.diag(["cases", i, c.point !== undefined ? "point" : "target"], `case "${c.name}": ${(e as Error).message}`));
         return;
       }
-      const at = c.at !== undefined ? Date.parse(c.at) : now();
+      const at = c.at !== undefined ? parseTime(c.at) : now();
       if (Number.isNaN(at)) {
         diagnostics.push(y.diag(["cases", i, "at"], `case "${c.name}": at "${c.at}" is not an ISO 8601 time (e.g. 2026-03-02T08:00:00+01:00)`));
         return;

@@ -42,7 +42,7 @@ export class YamlSource {
     const diagnostics: Diagnostic[] = [];
     for (const e of doc.errors) {
       const lp = e.linePos?.[0] ?? lines.linePos(e.pos[0]);
-      const msg = e.message.split("\n")[0] ?? e.message;
+      const msg = (e.message.split("\n")[0] ?? e.message).replace(/; please use YAML\.parseAllDocuments\(\)/, " (a file holds one document: remove the extra ---)");
       diagnostics.push({ file, line: lp.line, col: lp.col, message: `YAML ${msg.replace(/ at line \d+, column \d+:?$/, "")}` });
     }
     if (diagnostics.length > 0) return { diagnostics };
@@ -89,7 +89,7 @@ export class YamlSource {
   /** Runs an ajv validator on `data` and turns its errors into positioned diagnostics. */
   validate(validator: ValidateFunction, data: unknown): Diagnostic[] {
     if (validator(data)) return [];
-    return ajvDiagnostics(validator.errors ?? []).map((e) => this.diag(e.path, e.message, e.key));
+    return ajvDiagnostics(validator.errors ?? [], validator.schema).map((e) => this.diag(e.path, e.message, e.key));
   }
 }
 
@@ -102,6 +102,29 @@ function jsonPointerToPath(ptr: string): Array<string | number> {
     .map((s) => (/^\d+$/.test(s) ? Number(s) : s));
 }
 
+/** The schema at an ajv `schemaPath` ("#/properties/a/anyOf") under `root`, if it can be followed. */
+function schemaAt(root: unknown, schemaPath: string): unknown {
+  let node = root;
+  for (const seg of schemaPath.replace(/^#/, "").split("/").filter((s) => s !== "")) {
+    if (node === null || typeof node !== "object") return undefined;
+    let key: string;
+    try {
+      key = decodeURIComponent(seg).replace(/~1/g, "/").replace(/~0/g, "~");
+    } catch {
+      return undefined;
+    }
+    node = (node as Record<string, unknown>)[key];
+  }
+  return node;
+}
+
+/** The `x-expected` wording of the schema that holds the failed keyword (needs ajv `verbose` or the root schema). */
+function expectedOf(e: ErrorObject, root: unknown): string | undefined {
+  const parent = e.parentSchema ?? (root === undefined ? undefined : schemaAt(root, e.schemaPath.replace(/\/[^/]*$/, "")));
+  const x = parent !== null && typeof parent === "object" ? (parent as { "x-expected"?: unknown })["x-expected"] : undefined;
+  return typeof x === "string" ? x : undefined;
+}
+
 interface PathMessage {
   path: Array<string | number>;
   message: string;
@@ -112,7 +135,7 @@ interface PathMessage {
  * ajv's errors in words an admin can act on. A union (anyOf) that failed reports the
  * deeper errors of the branch the value was shaped like, or one line naming what was expected.
  */
-export function ajvDiagnostics(errors: ErrorObject[]): PathMessage[] {
+export function ajvDiagnostics(errors: ErrorObject[], rootSchema?: unknown): PathMessage[] {
   const unions = errors.filter((e) => e.keyword === "anyOf" || e.keyword === "oneOf").map((e) => e.instancePath);
   const out: PathMessage[] = [];
   const seen = new Set<string>();
@@ -124,6 +147,9 @@ export function ajvDiagnostics(errors: ErrorObject[]): PathMessage[] {
     const deeper = unions.some((u) => e.instancePath === u && errors.some((o) => o.instancePath.startsWith(u + "/")));
     if (underUnion && deeper) continue;
     if (underUnion && e.keyword !== "anyOf" && e.keyword !== "oneOf") continue;
+    // Nested unions fail together at one place; the outermost (reported last) says what was expected.
+    const isUnion = (o: ErrorObject) => o.keyword === "anyOf" || o.keyword === "oneOf";
+    if (isUnion(e) && errors.some((o, j) => j > errors.indexOf(e) && isUnion(o) && o.instancePath === e.instancePath)) continue;
     switch (e.keyword) {
       case "additionalProperties": {
         const prop = String((e.params as { additionalProperty: string }).additionalProperty);
@@ -142,8 +168,12 @@ export function ajvDiagnostics(errors: ErrorObject[]): PathMessage[] {
       }
       case "anyOf":
       case "oneOf": {
-        const expected = (e.parentSchema as { "x-expected"?: string } | undefined)?.["x-expected"];
-        pm = { path, message: `${label}: must be ${expected ?? "one of the allowed forms"}`, key: false };
+        pm = { path, message: `${label}: must be ${expectedOf(e, rootSchema) ?? "one of the allowed forms"}`, key: false };
+        break;
+      }
+      case "pattern": {
+        const expected = expectedOf(e, rootSchema);
+        pm = { path, message: `${label}: ${expected === undefined ? (e.message ?? e.keyword) : `must be ${expected}`}`, key: false };
         break;
       }
       default:

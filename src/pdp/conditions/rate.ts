@@ -39,18 +39,25 @@ export interface RateState {
   take(key: string, rate: RateSpec, nowMs: number): void;
 }
 
-// Float arithmetic on epoch-sized numbers is off by ~0.2 µs; never let that flip a decision.
-const EPSILON_MS = 0.001;
+// Refills are fractions of a token; rounding must not turn an exact 1 into 0.999…
+const EPSILON_TOKENS = 1e-9;
+
+interface Bucket {
+  tokens: number;
+  lastMs: number;
+  /** When the bucket will be full again; only used to find buckets that eviction may forget. */
+  fullAtMs: number;
+}
 
 /**
- * A token bucket of capacity `limit` refilled by `limit` tokens per `windowMs`, stored as one
- * number per key (the GCRA form): the instant at which the bucket will be full again. Tokens
- * now = (windowMs - (fullAt - now)) / interval with interval = windowMs / limit, so a bucket
- * whose fullAt has passed is full and is the same as a key never seen, which is what lets
- * eviction forget it safely. Callers build the key from subject, asset and rule.
+ * A token bucket per key: capacity `limit`, refilled continuously by `limit` tokens per
+ * `windowMs`. Tokens are counted as small numbers (not as epoch instants, the GCRA form),
+ * because repeated additions at epoch magnitude drift by ~0.1 µs each and a 15/s burst then
+ * lets through 13. A full bucket is the same as a key never seen, which is what lets eviction
+ * forget it. Callers build the key from subject, asset and rule.
  */
 export class TokenBucketRates implements RateState {
-  private readonly fullAt = new Map<string, number>();
+  private readonly buckets = new Map<string, Bucket>();
   private readonly maxKeys: number;
 
   constructor(maxKeys = 100_000) {
@@ -59,25 +66,31 @@ export class TokenBucketRates implements RateState {
 
   peek(key: string, rate: RateSpec, nowMs: number): boolean {
     if (!(rate.limit >= 1 && rate.windowMs > 0)) return false;
-    const fullAt = this.fullAt.get(key);
-    if (fullAt === undefined) return true;
-    const interval = rate.windowMs / rate.limit;
-    return fullAt - nowMs <= rate.windowMs - interval + EPSILON_MS;
+    return this.tokens(key, rate, nowMs) >= 1 - EPSILON_TOKENS;
   }
 
   take(key: string, rate: RateSpec, nowMs: number): void {
     if (!this.peek(key, rate, nowMs)) return;
-    const interval = rate.windowMs / rate.limit;
-    const next = Math.max(this.fullAt.get(key) ?? nowMs, nowMs) + interval;
+    const tokens = Math.max(0, this.tokens(key, rate, nowMs) - 1);
+    const lastMs = Math.max(nowMs, this.buckets.get(key)?.lastMs ?? nowMs);
+    const fullAtMs = lastMs + ((rate.limit - tokens) * rate.windowMs) / rate.limit;
     // Re-inserting keeps the Map in least-recently-taken order for eviction.
-    this.fullAt.delete(key);
-    this.fullAt.set(key, next);
-    if (this.fullAt.size > this.maxKeys) this.evict(nowMs);
+    this.buckets.delete(key);
+    this.buckets.set(key, { tokens, lastMs, fullAtMs });
+    if (this.buckets.size > this.maxKeys) this.evict(nowMs);
   }
 
   /** Number of keys held; for tests and metrics. */
   get size(): number {
-    return this.fullAt.size;
+    return this.buckets.size;
+  }
+
+  private tokens(key: string, rate: RateSpec, nowMs: number): number {
+    const b = this.buckets.get(key);
+    if (b === undefined) return rate.limit;
+    // A clock that steps back refills nothing rather than taking tokens away.
+    const elapsed = Math.max(0, nowMs - b.lastMs);
+    return Math.min(rate.limit, b.tokens + (elapsed * rate.limit) / rate.windowMs);
   }
 
   /**
@@ -85,11 +98,11 @@ export class TokenBucketRates implements RateState {
    * bound, so that the O(n) sweep runs at most once per maxKeys/10 new keys.
    */
   private evict(nowMs: number): void {
-    for (const [key, fullAt] of this.fullAt) if (fullAt <= nowMs) this.fullAt.delete(key);
+    for (const [key, b] of this.buckets) if (b.fullAtMs <= nowMs) this.buckets.delete(key);
     const target = Math.floor(this.maxKeys * 0.9);
-    for (const key of this.fullAt.keys()) {
-      if (this.fullAt.size <= target) break;
-      this.fullAt.delete(key);
+    for (const key of this.buckets.keys()) {
+      if (this.buckets.size <= target) break;
+      this.buckets.delete(key);
     }
   }
 }

@@ -97,7 +97,7 @@ function zoneFor(tz: string): Zone {
     // Throws RangeError for an unknown zone; compileWhen reports it.
     const fmt = new Intl.DateTimeFormat("en-US", {
       timeZone: tz,
-      hour12: false,
+      hourCycle: "h23",
       year: "numeric",
       month: "numeric",
       day: "numeric",

@@ -60,6 +60,21 @@ t.test("30/min: 30 at once, then one per 2 s, full again after a minute", async 
   t.equal(drain(r, "k", rate, T0 + 10 * 60_000), 30, "never more than capacity, however long the pause");
 });
 
+t.test("a burst is exact for every limit", async (t) => {
+  // Guards against float drift: with epoch-instant arithmetic 15/s let only 13 through.
+  const wrong: string[] = [];
+  for (const windowMs of [1_000, 60_000, 3_600_000]) {
+    for (let limit = 1; limit <= 300; limit++) {
+      const rate = { limit, windowMs };
+      const r = new TokenBucketRates();
+      const first = drain(r, "k", rate, T0);
+      const after = drain(r, "k", rate, T0 + windowMs);
+      if (first !== limit || after !== limit) wrong.push(`${limit}/${windowMs}ms: ${first} then ${after}`);
+    }
+  }
+  t.same(wrong, []);
+});
+
 t.test("peek does not consume", async (t) => {
   const r = new TokenBucketRates();
   const rate = perMin(2);
