@@ -1,7 +1,11 @@
 // The `ztgate` command: one function per subcommand, each thin; errors become one clear
 // message and an exit code (2 for usage, 1 for failures), never a bare stack trace.
 import { UsageError, ZtError } from "../errors.js";
+import { certCommand } from "./cert.js";
+import { keysCommand } from "./keys.js";
+import { logCommand } from "./log.js";
 import { policyCommand } from "./policy.js";
+import { tokenCommand } from "./token.js";
 import { startCommand } from "./start.js";
 import type { Io } from "./io.js";
 import { processIo } from "./io.js";
@@ -11,9 +15,15 @@ const USAGE = `usage: ztgate <command>
   policy check [DIR]             validate every policy file
   policy explain …               show the decision for one operation and why
   policy test [DIR]              run the policy test cases under DIR/tests/
-Commands of later releases (keys, cert, token, log, session) are listed in the README.`;
+  keys init [--dir DIR]          create the dev CA, server certificate, issuer and signing keys, OPC UA PKI
+  cert issue --cn NAME …         issue a client certificate from the dev CA (--role R, --opcua --app-uri URI)
+  token issue --sub S …          print a dev JWT (--role R…, --ttl 15m, --claim k=v…)
+  log verify [DIR] [--key PEM]   check the decision log's hash chain and signed checkpoints
+  log query [filters] …          print decision log records (--since, --decision, --asset, …, --format table|json|csv)
+  log tail [-f]                  print the latest records, and with -f new ones as they are written
+Commands of later releases (session) are listed in the README.`;
 
-const LATER = new Set(["keys", "cert", "token", "log", "session"]);
+const LATER = new Set(["session"]);
 
 export async function main(argv: string[], io: Io = processIo): Promise<number> {
   const [cmd, ...rest] = argv;
@@ -21,6 +31,10 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
     switch (cmd) {
       case "start": return await startCommand(rest, io);
       case "policy": return await policyCommand(rest, io);
+      case "keys": return await keysCommand(rest, io);
+      case "log": return await logCommand(rest, io);
+      case "cert": return await certCommand(rest, io);
+      case "token": return await tokenCommand(rest, io);
       case "help": case "--help": case "-h": io.out(USAGE); return 0;
       default:
         if (cmd !== undefined && LATER.has(cmd)) throw new UsageError(`"ztgate ${cmd}" is not part of this release yet (see README: what works today)`);

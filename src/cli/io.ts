@@ -8,8 +8,23 @@ export interface Io {
   err(line: string): void;
 }
 
+// A reader that goes away early (`ztgate policy explain … | head -1`) is not ztgate's error:
+// output stops and the command still ends with its own exit code, not an EPIPE stack trace.
+let stdoutGone = false;
+let watchingStdout = false;
+function writeOut(line: string): void {
+  if (!watchingStdout) {
+    watchingStdout = true;
+    process.stdout.on("error", (e: NodeJS.ErrnoException) => {
+      if (e.code !== "EPIPE") throw e;
+      stdoutGone = true;
+    });
+  }
+  if (!stdoutGone) process.stdout.write(line + "\n");
+}
+
 export const processIo: Io = {
-  out: (line) => process.stdout.write(line + "\n"),
+  out: writeOut,
   err: (line) => process.stderr.write(line + "\n"),
 };
 

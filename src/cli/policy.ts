@@ -37,7 +37,7 @@ export async function policyCommand(argv: string[], io: Io): Promise<number> {
     case "check": return check(rest, io);
     case "explain": return explainCmd(rest, io);
     case "test": return testCmd(rest, io);
-    default: throw new UsageError(`unknown policy command "${sub ?? ""}"; usage: ztgate policy (check [DIR] | explain … | test [DIR])`);
+    default: throw new UsageError(`${sub === undefined ? "no policy command given" : `unknown policy command "${sub}"`}; usage: ztgate policy (check [DIR] | explain … | test [DIR])`);
   }
 }
 

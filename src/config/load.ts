@@ -49,7 +49,8 @@ export async function loadConfig(file: string): Promise<GatewayConfig> {
 /**
  * Validates the text of a configuration file named `file`: throws ZT_CONFIG_INVALID with one
  * positioned diagnostic per problem, or returns the deep-frozen configuration with defaults
- * applied and `policy.dir` resolved against the directory of `file`.
+ * applied and `policy.dir`, `log.dir`, `log.keyFile`, `keys.dir` and the issuers' `jwks` and
+ * `publicKey` files resolved against the directory of `file`.
  */
 export function parseConfig(file: string, text: string): GatewayConfig {
   const parsed = YamlSource.parse(file, text);
@@ -59,9 +60,19 @@ export function parseConfig(file: string, text: string): GatewayConfig {
   const data = emptySectionsOmitted(source.value());
   const diagnostics = sortDiagnostics(source.validate(validate, data));
   if (diagnostics.length > 0) fail(file, diagnostics);
+  const issuerErrors = issuerDiagnostics(source, (data as { issuers: IssuerInput[] }).issuers);
+  if (issuerErrors.length > 0) fail(file, issuerErrors);
 
-  const config = data as { policy: { dir: string } };
-  config.policy.dir = resolve(dirname(resolve(file)), config.policy.dir);
+  const config = data as { policy: { dir: string }; log: { dir: string; keyFile: string }; keys: { dir: string }; issuers: IssuerInput[] };
+  const base = dirname(resolve(file));
+  config.keys.dir = resolve(base, config.keys.dir);
+  for (const i of config.issuers) {
+    if (i.jwks !== undefined) i.jwks = resolve(base, i.jwks);
+    if (i.publicKey !== undefined) i.publicKey = resolve(base, i.publicKey);
+  }
+  config.policy.dir = resolve(base, config.policy.dir);
+  config.log.dir = resolve(base, config.log.dir);
+  config.log.keyFile = resolve(base, config.log.keyFile);
   return deepFreeze(config as unknown as GatewayConfig);
 }
 
@@ -89,4 +100,25 @@ function deepFreeze<T>(value: T): T {
     for (const v of Object.values(value)) deepFreeze(v);
   }
   return value;
+}
+
+type IssuerInput = { issuer: string; jwks?: string; jwksUrl?: string; publicKey?: string };
+
+/**
+ * What the schema cannot say: each issuer has exactly one key source, and no two issuers share
+ * an `iss` (a token's `iss` picks the one that verifies it).
+ */
+function issuerDiagnostics(source: YamlSource, issuers: IssuerInput[]): Diagnostic[] {
+  const out: Diagnostic[] = [];
+  const seen = new Set<string>();
+  issuers.forEach((i, n) => {
+    const sources = (["jwks", "jwksUrl", "publicKey"] as const).filter((k) => i[k] !== undefined);
+    if (sources.length !== 1) {
+      const what = sources.length === 0 ? "none is given" : `${sources.join(" and ")} are given`;
+      out.push(source.diag(["issuers", n], `issuers[${n}]: give exactly one key source, jwks, jwksUrl or publicKey (${what})`));
+    }
+    if (seen.has(i.issuer)) out.push(source.diag(["issuers", n, "issuer"], `issuers[${n}].issuer: "${i.issuer}" is listed twice`));
+    seen.add(i.issuer);
+  });
+  return out;
 }

@@ -28,6 +28,55 @@ export const PolicySettingsSchema = Type.Object(
   { additionalProperties: false, default: {} },
 );
 
+export const LogSettingsSchema = Type.Object(
+  {
+    dir: Type.String({
+      minLength: 1,
+      default: "data/decisions",
+      description: "directory of the decision log segments; a relative path resolves against the config file's directory",
+    }),
+    syncMs: Type.Integer({
+      minimum: 0,
+      maximum: 1000,
+      default: 20,
+      description: "group commit: at most one write + fsync of the log every this many milliseconds",
+    }),
+    durability: Type.Union([Type.Literal("group"), Type.Literal("strict")], {
+      default: "group",
+      "x-expected": "group or strict",
+      description: "strict: write operations wait until their decision record is fsynced before they are forwarded",
+    }),
+    onFailure: Type.Union([Type.Literal("deny"), Type.Literal("allow-reads")], {
+      default: "deny",
+      "x-expected": "deny or allow-reads",
+      description: "when the log cannot be written: deny every operation, or let reads go on unlogged",
+    }),
+    segmentBytes: Type.Integer({
+      minimum: 4096,
+      default: 64 * 1024 * 1024,
+      description: "start a new segment file once the current one reaches this size",
+    }),
+    segmentMaxAgeSec: Type.Integer({
+      minimum: 1,
+      default: 86400,
+      description: "start a new segment file once the current one holds records older than this",
+    }),
+    checkpointEvery: Type.Object(
+      {
+        records: Type.Integer({ minimum: 1, default: 1000, description: "sign a checkpoint after this many records" }),
+        seconds: Type.Integer({ minimum: 1, default: 60, description: "sign a checkpoint at least this often while records arrive" }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    keyFile: Type.String({
+      minLength: 1,
+      default: "certs/gateway-signing.key.pem",
+      description: "the gateway's Ed25519 signing key (PKCS#8 PEM) for checkpoints; relative to the config file's directory",
+    }),
+  },
+  { additionalProperties: false, default: {} },
+);
+
 export const GatewaySettingsSchema = Type.Object(
   {
     adminRoles: RoleList(["admin"], "token roles that may use the admin API"),
@@ -36,11 +85,62 @@ export const GatewaySettingsSchema = Type.Object(
   { additionalProperties: false, default: {} },
 );
 
+export const KeysSettingsSchema = Type.Object(
+  {
+    dir: Type.String({
+      minLength: 1,
+      default: "certs",
+      description: "directory of the development keys and certificates (ztgate keys init); relative to the config file's directory",
+    }),
+  },
+  { additionalProperties: false, default: {} },
+);
+
+/** Asymmetric JWS algorithms only: an HMAC algorithm would turn a public key into a shared secret. */
+export const TOKEN_ALGORITHMS = ["EdDSA", "Ed25519", "ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"] as const;
+export type TokenAlgorithm = (typeof TOKEN_ALGORITHMS)[number];
+
+const DEFAULT_ALGORITHMS: TokenAlgorithm[] = ["EdDSA", "ES256", "RS256"];
+
+/** One trusted token issuer. Exactly one key source (jwks, jwksUrl, publicKey): load.ts checks that. */
+export const IssuerSchema = Type.Object(
+  {
+    issuer: Type.String({ minLength: 1, description: "the tokens' iss" }),
+    audience: Type.String({ minLength: 1, description: "the aud the tokens must carry" }),
+    jwks: Type.Optional(Type.String({ minLength: 1, description: "JWKS file; relative to the config file's directory" })),
+    jwksUrl: Type.Optional(
+      Type.String({ pattern: "^https?://[^\\s]+$", "x-expected": "an http:// or https:// URL", description: "JWKS URL (cached; refetched for an unknown kid)" }),
+    ),
+    publicKey: Type.Optional(Type.String({ minLength: 1, description: "PEM (SPKI) public key file; relative to the config file's directory" })),
+    algorithms: Type.Array(Type.Union(TOKEN_ALGORITHMS.map((a) => Type.Literal(a)), { "x-expected": `one of ${TOKEN_ALGORITHMS.join(", ")}` }), {
+      minItems: 1,
+      default: DEFAULT_ALGORITHMS,
+      description: "accepted JWS algorithms",
+    }),
+    clockTolerance: Type.Integer({ minimum: 0, maximum: 300, default: 30, description: "seconds of clock skew accepted on exp, nbf, iat" }),
+    rolesClaim: Type.String({
+      pattern: "^[^.]+(\\.[^.]+)*$",
+      "x-expected": "a claim name or a dotted path such as realm_access.roles",
+      default: "roles",
+      description: "the claim (dotted path) holding the roles",
+    }),
+  },
+  { additionalProperties: false },
+);
+
+/** The issuer of the development tokens: what `ztgate keys init` creates and `ztgate token issue` signs as. */
+const DEV_ISSUERS = [
+  { issuer: "ztgate-dev", audience: "ztgate", publicKey: "certs/issuer.pub.pem", algorithms: DEFAULT_ALGORITHMS, clockTolerance: 30, rolesClaim: "roles" },
+];
+
 /** gateway.yaml as written: every section and key is optional. */
 export const GatewayConfigSchema = Type.Object(
   {
     policy: Type.Optional(PolicySettingsSchema),
     gateway: Type.Optional(GatewaySettingsSchema),
+    log: Type.Optional(LogSettingsSchema),
+    keys: Type.Optional(KeysSettingsSchema),
+    issuers: Type.Optional(Type.Array(IssuerSchema, { default: DEV_ISSUERS, description: "trusted token issuers (SPEC §3)" })),
   },
   { additionalProperties: false },
 );
@@ -55,8 +155,19 @@ type Filled<T> = T extends ReadonlyArray<infer E>
     ? { readonly [K in keyof T]-?: Filled<NonNullable<T[K]>> }
     : T;
 
+/** The key sources of an issuer have no default: exactly one of them is present. */
+type KeySource = "jwks" | "jwksUrl" | "publicKey";
+
+/** One entry of `issuers:` as the token verifier runs on it (key file paths absolute). */
+export type IssuerSettings = Filled<Omit<Static<typeof IssuerSchema>, KeySource>> & {
+  readonly [K in KeySource]?: string;
+};
+
 /**
- * The configuration the gateway runs on: defaults applied, `policy.dir` an absolute path,
- * deep-frozen.
+ * The configuration the gateway runs on: defaults applied, `policy.dir`, `log.dir`,
+ * `log.keyFile`, `keys.dir` and the issuers' key files absolute paths, deep-frozen.
  */
-export type GatewayConfig = Filled<GatewayConfigInput>;
+export type GatewayConfig = Omit<Filled<GatewayConfigInput>, "issuers"> & { readonly issuers: ReadonlyArray<IssuerSettings> };
+
+/** The `log:` section as the decision log runs on it. */
+export type LogSettings = GatewayConfig["log"];

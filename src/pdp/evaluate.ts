@@ -7,7 +7,8 @@
 // closest miss (an allow rule that matched subject, action and target but failed a condition).
 import type { Operation, Scalar, Table } from "./operation.js";
 import type { Principal } from "./principal.js";
-import type { Asset, Point, PolicySet, Rule } from "./policy-set.js";
+import type { ActionIndex, Asset, Point, PolicySet, Rule } from "./policy-set.js";
+import { rulesAt } from "./policy-set.js";
 import type { RateState } from "./conditions/rate.js";
 import type { Reason } from "./reasons.js";
 import { decodeRaw, numericValue } from "./values.js";
@@ -56,87 +57,123 @@ export interface Element {
 
 export type Resolved = { elements: Element[] } | { reason: Reason };
 
-/** Turns the operation's target into the points and raw addresses it touches. */
-export function resolve(asset: Asset, op: Operation): Resolved {
+/**
+ * Walks what a target touches without building anything: `visit` gets each named point or
+ * unnamed address (or node) with the raw offset of its value; a structural problem comes back
+ * as a reason. decide() runs on this directly; resolve() builds Elements from it.
+ */
+function walk(
+  asset: Asset,
+  op: Operation,
+  visit: (point: Point | undefined, table: Table | undefined, address: number, node: string | undefined, offset: number) => boolean,
+): Reason | undefined {
   const t = op.target;
   const write = op.action === "write";
   if (t.kind === "point" || t.kind === "node") {
     const point = t.kind === "point" ? asset.points.get(t.point) : asset.pointByNode.get(t.node);
-    if (t.kind === "point" && !point) return { reason: "unknown-point" };
-    if (t.kind === "node" && asset.protocol !== "opcua") return { reason: "unknown-point" };
+    if (t.kind === "point" && !point) return "unknown-point";
+    if (t.kind === "node" && asset.protocol !== "opcua") return "unknown-point";
     // Discrete inputs, input registers and methods are never written (`allow: ["*"]` names write too).
-    if (write && point && !point.writable) return { reason: "unsupported-function" };
-    if (!write) return { elements: [point ? { point, known: true } : { node: (t as { node: string }).node, known: true }] };
-    let value = op.value;
-    if (value === undefined && op.raw && point) value = decodeRaw(point.type, point.words, op.raw);
-    const base = point ? { point } : { node: (t as { node: string }).node };
-    return { elements: [{ ...base, known: value !== undefined, ...(op.raw && { raw: op.raw }), ...(value !== undefined && { value }) }] };
+    if (write && point && !point.writable) return "unsupported-function";
+    visit(point, point?.table, point?.address ?? -1, point ? point.node : (t as { node: string }).node, 0);
+    return undefined;
   }
-  if (asset.protocol !== "modbus") return { reason: "unsupported-function" };
-  if (write && !WRITABLE_TABLES.has(t.table)) return { reason: "unsupported-function" };
+  if (asset.protocol !== "modbus") return "unsupported-function";
+  if (write && !WRITABLE_TABLES.has(t.table)) return "unsupported-function";
   const at = asset.pointAt[t.table];
-  const elements: Element[] = [];
   const last = t.address + t.count - 1;
-  const raw = op.raw;
+  // A point only partly inside the range is refused before anything is judged.
+  const head = at?.get(t.address);
+  const tail = at?.get(last);
+  if ((head && (head.address as number) < t.address) || (tail && (tail.address as number) + tail.size - 1 > last)) return "partial-point";
   for (let a = t.address; a <= last; ) {
     const p = at?.get(a);
-    if (p && p.address !== undefined) {
-      if (p.address < t.address || p.address + p.size - 1 > last) return { reason: "partial-point" };
-      if (write && raw) {
-        const words = raw.slice(a - t.address, a - t.address + p.size);
-        elements.push({ point: p, known: true, raw: words, value: decodeRaw(p.type, p.words, words) });
-      } else elements.push({ point: p, known: !write });
-      a += p.size;
-    } else {
-      const v = write && raw ? raw[a - t.address] : undefined;
-      elements.push(v !== undefined ? { table: t.table, address: a, known: true, raw: [v], value: v } : { table: t.table, address: a, known: !write });
-      a += 1;
-    }
+    if (!visit(p, t.table, a, undefined, a - t.address)) return undefined;
+    a += p ? p.size : 1;
   }
-  return { elements };
+  return undefined;
 }
+
+/** The written value of one element: from `value` (points, nodes) or decoded from `raw`. */
+function elementValue(op: Operation, point: Point | undefined, offset: number): Scalar | undefined {
+  if (op.target.kind !== "range") return op.value ?? (op.raw && point ? decodeRaw(point.type, point.words, op.raw, 0) : undefined);
+  const raw = op.raw;
+  if (!raw) return undefined;
+  return point ? decodeRaw(point.type, point.words, raw, offset) : raw[offset];
+}
+
+/** Turns the operation's target into the points and raw addresses it touches. */
+export function resolve(asset: Asset, op: Operation): Resolved {
+  const write = op.action === "write";
+  const elements: Element[] = [];
+  const reason = walk(asset, op, (point, table, address, node, offset) => {
+    const value = write ? elementValue(op, point, offset) : undefined;
+    const raw = write && op.raw ? (op.target.kind === "range" ? op.raw.slice(offset, offset + (point?.size ?? 1)) : op.raw) : undefined;
+    elements.push({
+      ...(point && { point }),
+      ...(!point && table !== undefined && { table, address }),
+      ...(!point && node !== undefined && { node }),
+      known: !write || value !== undefined,
+      ...(raw && { raw }),
+      ...(value !== undefined && { value }),
+    });
+    return true;
+  });
+  return reason !== undefined ? { reason } : { elements };
+}
+
+function coversNode(rule: Rule, node: string): boolean {
+  for (const re of rule.nodes) if (re.test(node)) return true;
+  return false;
+}
+
+/** The rules of the action index that may apply to one element (exact for points and addresses). */
+function pool(idx: ActionIndex, point: Point | undefined, table: Table | undefined, address: number, node: string | undefined): readonly Rule[] {
+  if (point) return idx.byPoint.get(point.name) ?? NONE;
+  if (table !== undefined) return rulesAt(idx.byTable[table], address);
+  return node !== undefined ? idx.byNode : NONE;
+}
+
+/** Only node patterns need a check beyond the index. */
+function targets(rule: Rule, point: Point | undefined, table: Table | undefined, node: string | undefined): boolean {
+  return point !== undefined || table !== undefined || (node !== undefined && coversNode(rule, node));
+}
+
+const NONE: readonly Rule[] = [];
 
 /** The rules that target one element, in file order. */
 export function candidates(asset: Asset, op: Operation, el: Element): readonly Rule[] {
   const idx = asset.actions.get(op.action);
-  if (!idx) return [];
-  if (el.point) {
-    const covering = idx.byPoint.get(el.point.name) ?? [];
-    const p = el.point;
-    if (p.table === undefined || p.address === undefined || p.size === 1) return covering;
-    // An allow must cover a multi-register point whole, but a deny on any one of its words denies it.
-    const first = p.address, last = p.address + p.size - 1;
-    const extra = (idx.byTable[p.table] ?? []).filter((r) => r.effect === "deny" && !covering.includes(r) &&
-      (r.ranges[p.table as Table] ?? []).some(([x, y]) => x <= last && first <= y));
-    return extra.length === 0 ? covering : [...covering, ...extra].sort((a, b) => a.index - b.index);
-  }
-  if (el.table !== undefined && el.address !== undefined) {
-    const a = el.address;
-    return (idx.byTable[el.table] ?? []).filter((r) => (r.ranges[el.table as Table] ?? []).some(([x, y]) => x <= a && a <= y));
-  }
-  const node = el.node ?? "";
-  return idx.byNode.filter((r) => r.nodes.some((re) => re.test(node)));
+  if (!idx) return NONE;
+  const node = el.point ? el.point.node : el.node;
+  const table = el.point ? el.point.table : el.table;
+  return pool(idx, el.point, table, el.address ?? -1, node).filter((r) => targets(r, el.point, table, node));
 }
 
 export function rateKey(asset: Asset, rule: Rule, p: Principal): string {
   return `${asset.id}\u0000${rule.id}\u0000${p.iss}\u0000${p.sub}`;
 }
 
-/** Whether the written value of an element fits the rule's `values` and the point's own min/max. */
-export function valuesHold(rule: Rule, el: Element, write: boolean): boolean {
+/** Whether a written value fits the rule's `values` and the point's own min/max (`undefined` = not known in advance). */
+function valueFits(rule: Rule, point: Point | undefined, value: Scalar | undefined, write: boolean): boolean {
   if (!write) return true;
-  const pmin = el.point?.min;
-  const pmax = el.point?.max;
+  const pmin = point?.min;
+  const pmax = point?.max;
   const rmin = rule.values?.min;
   const rmax = rule.values?.max;
   if (pmin === undefined && pmax === undefined && rmin === undefined && rmax === undefined) return true;
-  if (!el.known || el.value === undefined) return false;
-  const v = numericValue(el.value);
+  if (value === undefined) return false;
+  const v = numericValue(value);
   if (v === undefined) return false;
   return !((pmin !== undefined && v < pmin) || (pmax !== undefined && v > pmax) || (rmin !== undefined && v < rmin) || (rmax !== undefined && v > rmax));
 }
 
-// Per-decision memo of the element-independent checks of a rule (subject, from, when).
+/** Whether the written value of an element fits the rule's `values` and the point's own min/max. */
+export function valuesHold(rule: Rule, el: Element, write: boolean): boolean {
+  return valueFits(rule, el.point, el.known ? el.value : undefined, write);
+}
+
+// The element-independent checks of a rule (subject, from, when), memoized per decision.
 export const UNKNOWN = 0, SUBJECT_MISS = 1, PASS = 2, SOURCE_MISS = 3, TIME_MISS = 4;
 const MISS_REASON: Record<number, Reason> = { [SOURCE_MISS]: "source-not-allowed", [TIME_MISS]: "outside-time-window" };
 
@@ -147,67 +184,117 @@ export function preCheck(rule: Rule, p: Principal, op: Operation, now: number): 
   return PASS;
 }
 
+// Structural refusals are not policy: monitor mode does not turn them into allows.
+const STRUCTURAL: ReadonlySet<Reason> = new Set<Reason>(["unknown-point", "partial-point", "unsupported-function"]);
+
+function decision(set: PolicySet, asset: Asset | undefined, effect: "allow" | "deny", rule: string | null, reason: Reason, values: WrittenValue[] | undefined): Decision {
+  const mode = asset?.mode ?? "enforce";
+  const monitored = effect === "deny" && mode === "monitor" && !STRUCTURAL.has(reason);
+  const d: { -readonly [K in keyof Decision]: Decision[K] } = { effect: monitored ? "allow" : effect, rule, reason, policyRevision: set.revision, mode };
+  if (asset?.zone !== undefined) d.zone = asset.zone;
+  if (values) d.values = values;
+  return d;
+}
+
+// Per-decision memo without allocation: entries are tagged with a generation number.
+// decide() is synchronous and never re-entered, so one module-level buffer serves every call.
+let memo = new Uint32Array(64);
+let generation = 0;
+
 export function decide(set: PolicySet, op: Operation, principal: Principal, ctx: DecideContext): Decision {
   const asset = set.assets.get(op.asset);
-  if (!asset) return { effect: "deny", rule: null, reason: "unknown-asset", policyRevision: set.revision, mode: "enforce" };
-  const done = (effect: "allow" | "deny", rule: string | null, reason: Reason, values?: WrittenValue[]): Decision => {
-    const monitored = effect === "deny" && asset.mode === "monitor";
-    return {
-      effect: monitored ? "allow" : effect, rule, reason, policyRevision: set.revision, mode: asset.mode,
-      ...(asset.zone !== undefined && { zone: asset.zone }), ...(values && { values }),
-    };
-  };
-  const r = resolve(asset, op);
+  if (!asset) return decision(set, undefined, "deny", null, "unknown-asset", undefined);
   const write = op.action === "write";
-  const values = write && "elements" in r ? writtenValues(r.elements) : undefined;
-  if ("reason" in r) return done("deny", null, r.reason);
+  const idx = asset.actions.get(op.action);
+  if (memo.length < asset.rules.length) memo = new Uint32Array(asset.rules.length * 2);
+  if (++generation > 0x0fffffff) {
+    generation = 1;
+    memo.fill(0);
+  }
+  const gen = generation << 3;
+  let deniedBy: Rule | undefined;
+  let missed = false;
+  let missRule: Rule | undefined;
+  let missReason: Reason = "no-matching-rule";
+  let reported: Rule | undefined;
+  let rated: Rule[] | undefined;
+  let touched = 0;
 
-  const memo = new Uint8Array(asset.rules.length);
-  let firstMiss: { rule: Rule; reason: Reason } | null | undefined;
-  const used: Rule[] = [];
-  for (const el of r.elements) {
+  const reason = walk(asset, op, (point, table, address, node, offset) => {
+    touched++;
+    const value = write ? elementValue(op, point, offset) : undefined;
     let allowedBy: Rule | undefined;
-    let miss: { rule: Rule; reason: Reason } | undefined;
-    for (const rule of candidates(asset, op, el)) {
+    let miss: Rule | undefined;
+    let why: Reason = "no-matching-rule";
+    for (const rule of idx ? pool(idx, point, table, address, node) : NONE) {
       if (rule.effect === "allow" && allowedBy) continue;
-      let pre = memo[rule.index] ?? UNKNOWN;
-      if (pre === UNKNOWN) memo[rule.index] = pre = preCheck(rule, principal, op, ctx.now);
+      if (!targets(rule, point, table, node)) continue;
+      const m = memo[rule.index] as number;
+      let pre = (m & ~7) === gen ? m & 7 : UNKNOWN;
+      if (pre === UNKNOWN) memo[rule.index] = gen | (pre = preCheck(rule, principal, op, ctx.now));
       if (pre === SUBJECT_MISS) continue;
       if (rule.effect === "deny") {
-        if (pre === PASS) return done("deny", rule.id, "denied-by-rule", values);
+        if (pre === PASS) {
+          deniedBy = rule;
+          return false;
+        }
         continue;
       }
-      if (pre !== PASS) {
-        miss ??= { rule, reason: MISS_REASON[pre] as Reason };
+      if (miss) {
+        if (pre !== PASS || !valueFits(rule, point, value, write)) continue;
+      } else if (pre !== PASS) {
+        miss = rule;
+        why = MISS_REASON[pre] as Reason;
         continue;
-      }
-      if (!valuesHold(rule, el, write)) {
-        miss ??= { rule, reason: "value-out-of-range" };
+      } else if (!valueFits(rule, point, value, write)) {
+        miss = rule;
+        why = "value-out-of-range";
         continue;
       }
       if (rule.rate && ctx.rates && !ctx.rates.peek(rateKey(asset, rule, principal), rule.rate, ctx.now)) {
-        miss ??= { rule, reason: "rate-limited" };
+        if (!miss) {
+          miss = rule;
+          why = "rate-limited";
+        }
         continue;
       }
       allowedBy = rule;
     }
     if (allowedBy) {
-      if (!used.includes(allowedBy)) used.push(allowedBy);
-    } else if (firstMiss === undefined) firstMiss = miss ?? null;
-  }
-  if (firstMiss !== undefined) return done("deny", firstMiss?.rule.id ?? null, firstMiss?.reason ?? "no-matching-rule", values);
-  if (used.length === 0) return done("deny", null, "no-matching-rule", values);
-  if (ctx.rates && !ctx.dryRun) for (const rule of used) if (rule.rate) ctx.rates.take(rateKey(asset, rule, principal), rule.rate, ctx.now);
-  const reported = used.reduce((a, b) => (b.index < a.index ? b : a));
-  return done("allow", reported.id, "allowed", values);
+      if (!reported || allowedBy.index < reported.index) reported = allowedBy;
+      if (allowedBy.rate && !rated?.includes(allowedBy)) (rated ??= []).push(allowedBy);
+    } else if (!missed) {
+      missed = true;
+      missRule = miss;
+      missReason = why;
+    }
+    return true;
+  });
+  if (reason !== undefined) return decision(set, asset, "deny", null, reason, undefined);
+  const values = write ? writtenValues(asset, op) : undefined;
+  if (deniedBy) return decision(set, asset, "deny", deniedBy.id, "denied-by-rule", values);
+  if (missed || !reported || touched === 0) return decision(set, asset, "deny", missRule?.id ?? null, missReason, values);
+  if (rated && ctx.rates && !ctx.dryRun) for (const rule of rated) ctx.rates.take(rateKey(asset, rule, principal), rule.rate as NonNullable<Rule["rate"]>, ctx.now);
+  return decision(set, asset, "allow", reported.id, "allowed", values);
 }
 
-function writtenValues(elements: readonly Element[]): WrittenValue[] {
-  return elements.map((e) => ({
-    ...(e.point && { point: e.point.name }),
-    ...(e.point?.table !== undefined ? { table: e.point.table, address: e.point.address as number } : e.table !== undefined && { table: e.table, address: e.address as number }),
-    ...((e.point?.node ?? e.node) !== undefined && { node: (e.point?.node ?? e.node) as string }),
-    ...(e.raw && { raw: e.raw }),
-    ...(e.value !== undefined && { value: e.value }),
-  }));
+/** What the log records of a write: every point or address with its raw words and decoded value. */
+function writtenValues(asset: Asset, op: Operation): WrittenValue[] {
+  const out: WrittenValue[] = [];
+  const range = op.target.kind === "range";
+  walk(asset, op, (point, table, address, node, offset) => {
+    const v: { -readonly [K in keyof WrittenValue]: WrittenValue[K] } = {};
+    if (point) v.point = point.name;
+    if (table !== undefined) {
+      v.table = table;
+      v.address = address;
+    }
+    if (node !== undefined) v.node = node;
+    if (op.raw) v.raw = range ? op.raw.slice(offset, offset + (point?.size ?? 1)) : op.raw;
+    const value = elementValue(op, point, offset);
+    if (value !== undefined) v.value = value;
+    out.push(v);
+    return true;
+  });
+  return out;
 }

@@ -49,14 +49,41 @@ export interface Rule {
   readonly line: number;
 }
 
+/**
+ * Raw-target rules of one table cut into disjoint address segments: segment i covers
+ * starts[i]..ends[i] and is targeted by exactly rules[i] (file order). Found by binary search,
+ * so a decision never scans rules that do not cover its address.
+ */
+export interface AddressIndex {
+  readonly starts: readonly number[];
+  readonly ends: readonly number[];
+  readonly rules: ReadonlyArray<readonly Rule[]>;
+}
+
+/** The rules covering one address, in file order (empty when none). */
+export function rulesAt(index: AddressIndex | undefined, address: number): readonly Rule[] {
+  if (!index) return NO_RULES;
+  const { starts, ends } = index;
+  let lo = 0;
+  let hi = starts.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    if ((starts[mid] as number) <= address) lo = mid + 1;
+    else hi = mid - 1;
+  }
+  return hi >= 0 && address <= (ends[hi] as number) ? (index.rules[hi] as readonly Rule[]) : NO_RULES;
+}
+
+const NO_RULES: readonly Rule[] = Object.freeze([]);
+
 /** Rules of one asset for one action, indexed by what they target. */
 export interface ActionIndex {
   /** Every rule naming this action, file order (for explain and closest-miss). */
   readonly all: readonly Rule[];
   /** Rules that cover a named point (by name, `*`, raw range or node pattern), file order. */
   readonly byPoint: ReadonlyMap<string, readonly Rule[]>;
-  /** Rules with raw ranges on each table, file order. */
-  readonly byTable: Readonly<Partial<Record<Table, readonly Rule[]>>>;
+  /** Rules with raw ranges on each table, as disjoint address segments (see AddressIndex). */
+  readonly byTable: Readonly<Partial<Record<Table, AddressIndex>>>;
   /** Rules with node patterns, file order. */
   readonly byNode: readonly Rule[];
 }
@@ -69,6 +96,8 @@ export interface Asset {
   readonly endpoint: string;
   readonly unit?: number;
   readonly frontUnit?: number;
+  /** The Modbus front listener the asset answers on; undefined = every Modbus listener. */
+  readonly frontListener?: string;
   readonly mode: "enforce" | "monitor";
   readonly file: string;
   readonly points: ReadonlyMap<string, Point>;

@@ -27,20 +27,22 @@ export function isBitTable(table: Table): boolean {
   return table === "coil" || table === "discrete";
 }
 
-/** Decodes the raw words (or 0/1 bits) of one point into its value. */
-export function decodeRaw(type: PointType, order: WordOrder, raw: readonly number[]): number | boolean {
-  if (type === "bool") return raw[0] !== 0;
+// One scratch buffer for float decoding: decisions are synchronous, so it is never shared.
+const scratch = new DataView(new ArrayBuffer(8));
+
+/** Decodes the raw words (or 0/1 bits) of one point, starting at `offset`, into its value. */
+export function decodeRaw(type: PointType, order: WordOrder, raw: readonly number[], offset = 0): number | boolean {
+  if (type === "bool") return raw[offset] !== 0;
   if (!isRegisterType(type)) throw new TypeError(`type ${type} has no register encoding`);
   const n = WORDS[type];
-  const view = new DataView(new ArrayBuffer(n * 2));
-  for (let i = 0; i < n; i++) view.setUint16(i * 2, raw[order === "big" ? i : n - 1 - i] ?? 0, false);
+  const w = (i: number) => (raw[offset + (order === "big" ? i : n - 1 - i)] ?? 0) & 0xffff;
   switch (type) {
-    case "uint16": return view.getUint16(0, false);
-    case "int16": return view.getInt16(0, false);
-    case "uint32": return view.getUint32(0, false);
-    case "int32": return view.getInt32(0, false);
-    case "float32": return view.getFloat32(0, false);
-    case "float64": return view.getFloat64(0, false);
+    case "uint16": return w(0);
+    case "int16": return (w(0) << 16) >> 16;
+    case "uint32": return w(0) * 0x10000 + w(1);
+    case "int32": return (w(0) << 16) | w(1);
+    case "float32": scratch.setUint16(0, w(0)); scratch.setUint16(2, w(1)); return scratch.getFloat32(0);
+    case "float64": for (let i = 0; i < 4; i++) scratch.setUint16(i * 2, w(i)); return scratch.getFloat64(0);
   }
 }
 

@@ -2,9 +2,9 @@
 // (YAML syntax, schema, meaning) and positioned; a set is produced only when there are none.
 import { createHash } from "node:crypto";
 import { Ajv } from "ajv";
-import { ACTIONS, WRITABLE_TABLES } from "../pdp/operation.js";
+import { ACTIONS, TABLES, WRITABLE_TABLES } from "../pdp/operation.js";
 import type { Action, Table } from "../pdp/operation.js";
-import type { ActionIndex, Asset, Point, PolicySet, Rule } from "../pdp/policy-set.js";
+import type { ActionIndex, AddressIndex, Asset, Point, PolicySet, Rule } from "../pdp/policy-set.js";
 import { compileFrom } from "../pdp/conditions/from.js";
 import { compileWhen } from "../pdp/conditions/when.js";
 import { parseRate } from "../pdp/conditions/rate.js";
@@ -33,7 +33,7 @@ interface FileResult {
   asset?: Asset;
   diagnostics: Diagnostic[];
   /** Asset id and front unit with their places, whenever they are well-formed (even if other parts are not). */
-  ids?: { asset: string; assetAt: Pos; frontUnit?: number; frontUnitAt: Pos; frontUnitText: string };
+  ids?: { asset: string; assetAt: Pos; frontUnit?: number; frontListener?: string; frontUnitAt: Pos; frontUnitText: string };
 }
 
 type Pos = { line: number; col: number };
@@ -43,7 +43,8 @@ export function compilePolicies(sources: readonly PolicySource[]): { set?: Polic
   const assets = new Map<string, Asset>();
   // Seen ids and front units, also of files with other errors, so that clashes come out at once.
   const assetIds = new Map<string, { file: string; line: number }>();
-  const frontUnits = new Map<number, { asset: string; file: string; line: number }>();
+  // Clients pick a Modbus asset by (listener, unit id); an asset without front.listener answers on every listener.
+  const frontUnits = new Map<number, Array<{ asset: string; listener?: string; file: string; line: number }>>();
   const files: Array<{ file: string; asset: string; sha256: string }> = [];
   const hash = createHash("sha256");
   const sorted = [...sources].sort((a, b) => (a.file < b.file ? -1 : a.file > b.file ? 1 : 0));
@@ -62,14 +63,16 @@ export function compilePolicies(sources: readonly PolicySource[]): { set?: Polic
     }
     assetIds.set(ids.asset, { file: src.file, line: ids.assetAt.line });
     if (ids.frontUnit !== undefined) {
-      const other = frontUnits.get(ids.frontUnit);
+      const same = frontUnits.get(ids.frontUnit) ?? [];
+      const other = same.find((o) => o.listener === undefined || ids.frontListener === undefined || o.listener === ids.frontListener);
       if (other) {
+        const where = ids.frontListener ?? other.listener;
         diagnostics.push({
           file: src.file,
           ...ids.frontUnitAt,
-          message: `front unit ${ids.frontUnit}${ids.frontUnitText} is already used by asset "${other.asset}" (${other.file}:${other.line}); clients pick the asset by it, so give each Modbus asset its own front: { unit: N }`,
+          message: `front unit ${ids.frontUnit}${ids.frontUnitText} is already used by asset "${other.asset}" (${other.file}:${other.line})${where !== undefined ? ` on listener ${where}` : ""}; clients pick the asset by listener and unit id, so give each Modbus asset its own front: { unit: N } (or its own front.listener)`,
         });
-      } else frontUnits.set(ids.frontUnit, { asset: ids.asset, file: src.file, line: ids.frontUnitAt.line });
+      } else frontUnits.set(ids.frontUnit, [...same, { asset: ids.asset, ...(ids.frontListener !== undefined && { listener: ids.frontListener }), file: src.file, line: ids.frontUnitAt.line }]);
     }
     if (!r.asset) continue;
     assets.set(r.asset.id, r.asset);
@@ -105,7 +108,9 @@ export function compileFile(src: PolicySource): FileResult {
   const f = data as PolicyFile;
   const topOk = typeof f.asset === "string" && (f.protocol === "modbus" || f.protocol === "opcua");
   if (!topOk) return { diagnostics };
-  const ctx: Ctx = { y, f, diagnostics };
+  const pointsMap = f.points !== null && typeof f.points === "object" && !Array.isArray(f.points) ? f.points : undefined;
+  // Without a well-formed points mapping (already reported), names in rules cannot be checked.
+  const ctx: Ctx = { y, f, diagnostics, pointNames: pointsMap ? Object.keys(pointsMap) : f.points === undefined ? [] : undefined };
   let ids: FileResult["ids"];
   if (whole("asset")) {
     const frontKey = f.front?.unit !== undefined ? ["front", "unit"] : f.unit !== undefined ? ["unit"] : ["asset"];
@@ -114,6 +119,7 @@ export function compileFile(src: PolicySource): FileResult {
       asset: f.asset,
       assetAt: y.position(["asset"]),
       ...(frontOk && { frontUnit: f.front?.unit ?? f.unit ?? 1 }),
+      ...(frontOk && f.front?.listener !== undefined && { frontListener: f.front.listener }),
       frontUnitAt: y.position(frontKey),
       frontUnitText: f.front?.unit !== undefined ? "" : f.unit !== undefined ? " (from unit, as front.unit is not set)" : " (the default, as neither front.unit nor unit is set)",
     };
@@ -122,8 +128,7 @@ export function compileFile(src: PolicySource): FileResult {
   const points = new Map<string, Point>();
   // Points that exist but are malformed (already reported): rules naming them are not told they are unknown.
   const brokenPoints = new Set<string>();
-  const pointEntries = f.points !== null && typeof f.points === "object" && !Array.isArray(f.points) ? Object.entries(f.points) : [];
-  for (const [name, p] of pointEntries) {
+  for (const [name, p] of Object.entries(pointsMap ?? {})) {
     if (!whole("points", name) || p === null || typeof p !== "object" || Array.isArray(p)) {
       brokenPoints.add(name);
       continue;
@@ -163,6 +168,7 @@ export function compileFile(src: PolicySource): FileResult {
     protocol: f.protocol,
     endpoint: f.endpoint,
     ...(f.protocol === "modbus" && { unit: f.unit ?? 1, frontUnit: f.front?.unit ?? f.unit ?? 1 }),
+    ...(f.protocol === "modbus" && f.front?.listener !== undefined && { frontListener: f.front.listener }),
     mode: f.mode ?? "enforce",
     file: src.file,
     points,
@@ -182,6 +188,8 @@ interface Ctx {
   y: YamlSource;
   f: PolicyFile;
   diagnostics: Diagnostic[];
+  /** Every point name of the file in file order, malformed points included; undefined when `points` is malformed. */
+  pointNames: string[] | undefined;
 }
 
 function err(ctx: Ctx, path: Path, message: string, key = false): undefined {
@@ -295,8 +303,8 @@ function compileRule(
     if (n === "*") return void (allPoints = true);
     const p = points.get(n);
     if (!p) {
-      if (brokenPoints.has(n)) return;
-      const known = [...points.keys(), ...brokenPoints];
+      if (brokenPoints.has(n) || ctx.pointNames === undefined) return;
+      const known = ctx.pointNames;
       return err(ctx, [...at, "points", j], `${name}: unknown point "${n}"${known.length ? ` (asset ${ctx.f.asset} has: ${known.join(", ")})` : " (asset has no points)"}`);
     }
     if (writes && !p.writable) err(ctx, [...at, "points", j], `${name}: allows write on point "${n}", but ${p.type === "method" ? "a method is called, not written" : `${p.table} is read-only`}`);
@@ -355,15 +363,38 @@ function compileRule(
   });
 }
 
-/** Whether a rule's targets include a named point (whole: every address of a multi-register point). */
+/**
+ * Whether a rule's targets include a named point. An allow must cover a multi-register point
+ * whole; a deny on any one of its words denies the whole point.
+ */
 export function ruleCoversPoint(rule: Rule, p: Point): boolean {
   if (rule.allPoints || rule.points.has(p.name)) return true;
   if (p.table !== undefined && p.address !== undefined) {
     const first = p.address;
     const last = p.address + p.size - 1;
-    return (rule.ranges[p.table] ?? []).some(([a, b]) => a <= first && last <= b);
+    const deny = rule.effect === "deny";
+    return (rule.ranges[p.table] ?? []).some(([a, b]) => (deny ? a <= last && first <= b : a <= first && last <= b));
   }
   return p.node !== undefined && rule.nodes.some((re) => re.test(p.node as string));
+}
+
+/** Cuts the raw ranges of `rules` on one table into disjoint segments with their covering rules. */
+function addressIndex(rules: readonly Rule[], table: Table): AddressIndex | undefined {
+  const withRanges = rules.filter((r) => (r.ranges[table] ?? []).length > 0);
+  if (withRanges.length === 0) return undefined;
+  const bounds = [...new Set(withRanges.flatMap((r) => (r.ranges[table] ?? []).flatMap(([a, b]) => [a, b + 1])))].sort((x, y) => x - y);
+  const starts: number[] = [];
+  const ends: number[] = [];
+  const covering: Rule[][] = [];
+  for (let i = 0; i + 1 < bounds.length; i++) {
+    const a = bounds[i] as number;
+    const hit = withRanges.filter((r) => (r.ranges[table] ?? []).some(([x, y]) => x <= a && a <= y));
+    if (hit.length === 0) continue;
+    starts.push(a);
+    ends.push((bounds[i + 1] as number) - 1);
+    covering.push(hit);
+  }
+  return { starts, ends, rules: covering };
 }
 
 function indexRules(rules: readonly Rule[], points: ReadonlyMap<string, Point>): Map<Action, ActionIndex> {
@@ -372,8 +403,11 @@ function indexRules(rules: readonly Rule[], points: ReadonlyMap<string, Point>):
     const all = rules.filter((r) => r.actions.has(action));
     const byPoint = new Map<string, Rule[]>();
     for (const p of points.values()) byPoint.set(p.name, all.filter((r) => ruleCoversPoint(r, p)));
-    const byTable: Partial<Record<Table, Rule[]>> = {};
-    for (const r of all) for (const t of Object.keys(r.ranges) as Table[]) (byTable[t] ??= []).push(r);
+    const byTable: Partial<Record<Table, AddressIndex>> = {};
+    for (const t of TABLES) {
+      const index = addressIndex(all, t);
+      if (index) byTable[t] = index;
+    }
     out.set(action, { all, byPoint, byTable, byNode: all.filter((r) => r.nodes.length > 0) });
   }
   return out;

@@ -1,5 +1,6 @@
 // Operations written by people (CLI flags, policy test cases) rather than by a protocol front:
 // `holding:100-101`, `coil:0`, `node:ns=1;s=Line1.Speed`, values as text or YAML values.
+import ipaddr from "ipaddr.js";
 import { ACTIONS, TABLES } from "../pdp/operation.js";
 import type { Action, Operation, Scalar, Table, Target } from "../pdp/operation.js";
 import type { PolicySet } from "../pdp/policy-set.js";
@@ -56,6 +57,11 @@ export function parseTime(text: string): number {
   return Date.parse(text);
 }
 
+/** A client address as a socket reports it: dotted-quad IPv4 (no `10.1` shorthand) or IPv6. */
+export function isIpAddress(text: string): boolean {
+  return ipaddr.IPv4.isValidFourPartDecimal(text) || (text.includes(":") && ipaddr.IPv6.isValid(text));
+}
+
 export function parseAction(text: string): Action {
   if (!(ACTIONS as readonly string[]).includes(text)) throw new Error(`action "${text}": must be one of ${ACTIONS.join(", ")}`);
   return text as Action;
@@ -69,6 +75,7 @@ export function buildOperation(set: PolicySet, spec: RequestSpec): Operation {
   const action = parseAction(spec.action);
   if ((spec.point === undefined) === (spec.target === undefined)) throw new Error("give exactly one of point or target");
   const target: Target = spec.point !== undefined ? { kind: "point", point: spec.point } : parseTarget(spec.target as string);
+  if (spec.from !== undefined && !isIpAddress(spec.from)) throw new Error(`from "${spec.from}": not an IP address (like 10.20.1.5 or fd00::5)`);
   const base = { asset: spec.asset, action, target, ...(spec.from !== undefined && { source: spec.from }) };
   if (action !== "write" || spec.value === undefined) return base;
   if (target.kind !== "range") {

@@ -97,7 +97,7 @@ export const PolicyFileSchema = Type.Object(
     protocol: Type.Union([Type.Literal("modbus"), Type.Literal("opcua")], { "x-expected": "modbus or opcua" }),
     endpoint: Type.String({ minLength: 1 }),
     unit: Type.Optional(Type.Integer({ minimum: 1, maximum: 247 })),
-    front: Type.Optional(Type.Object({ unit: Type.Integer({ minimum: 1, maximum: 247 }) }, { additionalProperties: false })),
+    front: Type.Optional(Type.Object({ unit: Type.Integer({ minimum: 1, maximum: 247 }), listener: Type.Optional(Type.String({ minLength: 1 })) }, { additionalProperties: false })),
     mode: Type.Optional(Type.Union([Type.Literal("enforce"), Type.Literal("monitor")], { "x-expected": "enforce or monitor" })),
     points: Type.Optional(Type.Record(Type.String(), PointSchema)),
     rules: Type.Array(RuleSchema),

@@ -13,8 +13,8 @@ import { ACTIONS } from "../pdp/operation.js";
 import { TokenBucketRates } from "../pdp/conditions/rate.js";
 import { YamlSource } from "../util/yaml-source.js";
 import type { Diagnostic } from "../util/yaml-source.js";
-import { readYamlFiles } from "./load.js";
-import { buildOperation, parseTime } from "./request.js";
+import { displayPath, readYamlFiles } from "./load.js";
+import { buildOperation, isIpAddress, parseTime } from "./request.js";
 
 const Value = Type.Union([Type.Number(), Type.Boolean(), Type.String()]);
 const CaseSchema = Type.Object(
@@ -91,6 +91,10 @@ export async function runPolicyTests(set: PolicySet, dir: string, now: () => num
     (data as Static<typeof FileSchema>).cases.forEach((c, i) => {
       const line = y.position(["cases", i]).line;
       const principal: Principal = { sub: c.subject.sub, iss: c.subject.iss ?? "policy-test", roles: c.subject.roles ?? [], claims: c.subject.claims ?? {}, via: "explain" };
+      if (c.from !== undefined && !isIpAddress(c.from)) {
+        diagnostics.push(y.diag(["cases", i, "from"], `case "${c.name}": from "${c.from}" is not an IP address (like 10.20.1.5 or fd00::5)`));
+        return;
+      }
       let op;
       try {
         op = buildOperation(set, { ...c, ...(c.value !== undefined && { value: c.value }) });
@@ -109,7 +113,7 @@ export async function runPolicyTests(set: PolicySet, dir: string, now: () => num
     });
   }
   if (sources.length === 0 && diagnostics.length === 0) {
-    diagnostics.push({ file: path.join(dir, "tests"), line: 0, col: 0, message: "no policy test files (*.yaml, *.yml) found" });
+    diagnostics.push({ file: displayPath(path.join(dir, "tests")), line: 0, col: 0, message: "no policy test files (*.yaml, *.yml) found" });
   }
   return { results, diagnostics };
 }

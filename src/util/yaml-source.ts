@@ -139,17 +139,19 @@ export function ajvDiagnostics(errors: ErrorObject[], rootSchema?: unknown): Pat
   const unions = errors.filter((e) => e.keyword === "anyOf" || e.keyword === "oneOf").map((e) => e.instancePath);
   const out: PathMessage[] = [];
   const seen = new Set<string>();
-  for (const e of errors) {
+  const isUnion = (o: ErrorObject) => o.keyword === "anyOf" || o.keyword === "oneOf";
+  // Unknown or missing keys at the union's own place mean the value was shaped like its object branch.
+  const isObjectShape = (o: ErrorObject) => o.keyword === "additionalProperties" || o.keyword === "required";
+  for (const [i, e] of errors.entries()) {
     const path = jsonPointerToPath(e.instancePath);
     const label = pathLabel(path);
     let pm: PathMessage | undefined;
-    const underUnion = unions.some((u) => e.instancePath === u);
-    const deeper = unions.some((u) => e.instancePath === u && errors.some((o) => o.instancePath.startsWith(u + "/")));
-    if (underUnion && deeper) continue;
-    if (underUnion && e.keyword !== "anyOf" && e.keyword !== "oneOf") continue;
+    if (unions.includes(e.instancePath)) {
+      const shaped = errors.some((o) => o.instancePath.startsWith(e.instancePath + "/") || (o.instancePath === e.instancePath && isObjectShape(o)));
+      if (shaped ? !isObjectShape(e) : !isUnion(e)) continue;
+    }
     // Nested unions fail together at one place; the outermost (reported last) says what was expected.
-    const isUnion = (o: ErrorObject) => o.keyword === "anyOf" || o.keyword === "oneOf";
-    if (isUnion(e) && errors.some((o, j) => j > errors.indexOf(e) && isUnion(o) && o.instancePath === e.instancePath)) continue;
+    if (isUnion(e) && errors.some((o, j) => j > i && isUnion(o) && o.instancePath === e.instancePath)) continue;
     switch (e.keyword) {
       case "additionalProperties": {
         const prop = String((e.params as { additionalProperty: string }).additionalProperty);

@@ -21,6 +21,18 @@ async function loadError(dir: string): Promise<ZtError> {
   throw new Error("expected a ZtError");
 }
 
+/** The `log:` defaults of a gateway.yaml in `dir`: paths resolved against `dir`. */
+const logDefaults = (dir: string) => ({
+  dir: join(dir, "data", "decisions"),
+  syncMs: 20,
+  durability: "group",
+  onFailure: "deny",
+  segmentBytes: 64 * 1024 * 1024,
+  segmentMaxAgeSec: 86400,
+  checkpointEvery: { records: 1000, seconds: 60 },
+  keyFile: join(dir, "certs", "gateway-signing.key.pem"),
+});
+
 /** `line:col message` of every diagnostic, in order. */
 const where = (err: ZtError) => err.diagnostics.map((d) => `${d.line}:${d.col} ${d.message}`);
 
@@ -29,6 +41,7 @@ t.test("defaults fill every section and key left out", async (t) => {
   t.same(await load(dir), {
     policy: { dir: join(dir, "policies"), watch: false, debounceMs: 200 },
     gateway: { adminRoles: ["admin"], auditorRoles: ["auditor"] },
+    log: logDefaults(dir),
   });
 });
 
@@ -40,6 +53,7 @@ t.test("an empty file is all defaults", async (t) => {
       {
         policy: { dir: join(dir, "policies"), watch: true, debounceMs: 200 },
         gateway: { adminRoles: ["admin"], auditorRoles: ["auditor"] },
+        log: logDefaults(dir),
       },
       JSON.stringify(text),
     );
@@ -126,6 +140,19 @@ t.test("policy.dir resolves against the config file's directory", async (t) => {
   const absolute = join(t.testdir({}), "elsewhere");
   const abs = t.testdir(withConfig("policy:", `  dir: ${JSON.stringify(absolute)}`));
   t.equal((await load(abs)).policy.dir, absolute);
+});
+
+t.test("log.dir and log.keyFile resolve against the config file's directory", async (t) => {
+  const dir = t.testdir({ etc: withConfig("log:", "  dir: ../audit", "  keyFile: /keys/gw.pem", "  durability: strict") });
+  const config = await load(join(dir, "etc"));
+  t.equal(config.log.dir, join(dir, "audit"));
+  t.equal(config.log.keyFile, "/keys/gw.pem");
+  t.equal(config.log.durability, "strict");
+  t.same(config.log.checkpointEvery, { records: 1000, seconds: 60 });
+  t.same(where(await loadError(t.testdir(withConfig("log:", "  durability: lazy", "  checkpointEvery: { record: 5 }")))), [
+    "2:15 log.durability: must be group or strict",
+    '3:22 unknown key "record" in log.checkpointEvery',
+  ]);
 });
 
 t.test("the result is deep-frozen", async (t) => {
