@@ -294,6 +294,9 @@ function compileRule(
   const listed = actionsOk ? (r.allow ?? r.deny ?? []) : [];
   const actions = new Set<Action>(listed.includes("*") ? ACTIONS : (listed as Action[]));
   if (r.points === undefined && r.targets === undefined && r.nodes === undefined) err(ctx, at, `${name}: names no target (give points, targets or nodes)`);
+  if (ok("subjects") && typeof r.subjects === "object" && r.subjects !== null && Object.keys(r.subjects).length === 0) {
+    err(ctx, [...at, "subjects"], `${name}: subjects {} names nobody in particular; write "*" for anyone, or give roles, subs, issuers or claims`);
+  }
   const writes = effect === "allow" && actions.has("write") && !listed.includes("*");
 
   const names = new Set<string>();

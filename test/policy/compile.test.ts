@@ -736,3 +736,22 @@ t.test("small valid files compile", async (t) => {
     ),
   );
 });
+
+t.test("an empty subjects mapping is an error, not a silent wildcard", async (t) => {
+  const text = [
+    "asset: a",
+    "protocol: modbus",
+    "endpoint: tcp://127.0.0.1:1502",
+    "points:",
+    "  p: { table: holding, address: 0 }",
+    "rules:",
+    "  - id: r",
+    "    allow: [read]",
+    "    subjects: {}",
+    "    points: [p]",
+  ].join("\n");
+  const r = compilePolicies([{ file: "a.yaml", text }]);
+  t.equal(r.set, undefined);
+  t.equal(r.diagnostics.length, 1);
+  t.match(r.diagnostics[0], { line: 9, message: /subjects \{\} names nobody in particular/ });
+});
