@@ -8,6 +8,12 @@ export const ERROR_CODES = {
   ZT_CONFIG_INVALID: "gateway.yaml (or --config) could not be read or did not validate",
   ZT_POLICY_INVALID: "a policy file (or the policy directory) could not be read or did not validate",
   ZT_TOKEN_MALFORMED: "a token given to a command could not be decoded",
+  ZT_KEYS_INVALID: "a key, certificate or key set file (keys.dir, an issuer's jwks or publicKey) could not be read, parsed or written",
+  ZT_SESSION_INVALID: "a session or lease could not be opened (for example a lease source that is not an IP address)",
+  ZT_AUDIT_UNAVAILABLE: "the decision log cannot be written (disk full, I/O error, backlog) or is closed; the operation is refused with reason audit-unavailable",
+  ZT_LOG_UNREADABLE: "the decision log directory, a segment or its head file could not be read or opened",
+  ZT_LOG_KEY_INVALID: "the checkpoint signing or verification key could not be read or is not an Ed25519 key",
+  ZT_LOG_TAMPERED: "the decision log is shorter than its signed head.jws, or head.jws does not verify: the gateway will not write on top of it",
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -28,6 +28,8 @@ const validate = ((data: unknown) => {
   validate.errors = validateSchema.errors?.map(plainMessage) ?? null;
   return ok;
 }) as ValidateFunction;
+// The diagnostics look up a schema's `x-expected` wording through the root schema.
+validate.schema = GatewayConfigSchema;
 
 /** The default configuration: `gateway.yaml` at the repository root. */
 export function defaultConfigPath(): string {

@@ -33,6 +33,21 @@ const logDefaults = (dir: string) => ({
   keyFile: join(dir, "certs", "gateway-signing.key.pem"),
 });
 
+/** The `keys:` and `issuers:` defaults of a gateway.yaml in `dir`: the dev issuer's key in dir/certs. */
+const identityDefaults = (dir: string) => ({
+  keys: { dir: join(dir, "certs") },
+  issuers: [
+    {
+      issuer: "ztgate-dev",
+      audience: "ztgate",
+      publicKey: join(dir, "certs", "issuer.pub.pem"),
+      algorithms: ["EdDSA", "ES256", "RS256"],
+      clockTolerance: 30,
+      rolesClaim: "roles",
+    },
+  ],
+});
+
 /** `line:col message` of every diagnostic, in order. */
 const where = (err: ZtError) => err.diagnostics.map((d) => `${d.line}:${d.col} ${d.message}`);
 
@@ -42,6 +57,7 @@ t.test("defaults fill every section and key left out", async (t) => {
     policy: { dir: join(dir, "policies"), watch: false, debounceMs: 200 },
     gateway: { adminRoles: ["admin"], auditorRoles: ["auditor"] },
     log: logDefaults(dir),
+    ...identityDefaults(dir),
   });
 });
 
@@ -54,6 +70,7 @@ t.test("an empty file is all defaults", async (t) => {
         policy: { dir: join(dir, "policies"), watch: true, debounceMs: 200 },
         gateway: { adminRoles: ["admin"], auditorRoles: ["auditor"] },
         log: logDefaults(dir),
+        ...identityDefaults(dir),
       },
       JSON.stringify(text),
     );
@@ -152,6 +169,77 @@ t.test("log.dir and log.keyFile resolve against the config file's directory", as
   t.same(where(await loadError(t.testdir(withConfig("log:", "  durability: lazy", "  checkpointEvery: { record: 5 }")))), [
     "2:15 log.durability: must be group or strict",
     '3:22 unknown key "record" in log.checkpointEvery',
+  ]);
+});
+
+t.test("keys.dir and the issuers' key files resolve against the config file's directory", async (t) => {
+  const dir = t.testdir({
+    etc: withConfig(
+      "keys:",
+      "  dir: ../pki",
+      "issuers:",
+      "  - issuer: https://idp.example/realms/plant",
+      "    audience: ztgate",
+      "    jwks: keycloak.json",
+      "    rolesClaim: realm_access.roles",
+      "  - issuer: other",
+      "    audience: ztgate",
+      "    jwksUrl: https://idp.example/jwks",
+      "    algorithms: [ES256]",
+      "    clockTolerance: 5",
+    ),
+  });
+  const config = await load(join(dir, "etc"));
+  t.equal(config.keys.dir, join(dir, "pki"));
+  t.same(config.issuers, [
+    { issuer: "https://idp.example/realms/plant", audience: "ztgate", jwks: join(dir, "etc", "keycloak.json"), rolesClaim: "realm_access.roles", algorithms: ["EdDSA", "ES256", "RS256"], clockTolerance: 30 },
+    { issuer: "other", audience: "ztgate", jwksUrl: "https://idp.example/jwks", algorithms: ["ES256"], clockTolerance: 5, rolesClaim: "roles" },
+  ]);
+  t.same((await load(t.testdir(withConfig("issuers: []")))).issuers, [], "no issuers: every token is refused");
+});
+
+t.test("issuers: exactly one key source, no duplicate iss, asymmetric algorithms only", async (t) => {
+  const err = await loadError(
+    t.testdir(
+      withConfig(
+        "issuers:", //                                          1
+        "  - issuer: a", //                                     2
+        "    audience: ztgate", //                              3
+        "  - issuer: b", //                                     4
+        "    audience: ztgate", //                              5
+        "    jwks: b.json", //                                  6
+        "    publicKey: b.pem", //                              7
+        "  - issuer: b", //                                     8
+        "    audience: ztgate", //                              9
+        "    publicKey: b.pem", //                              10
+      ),
+    ),
+  );
+  t.same(where(err), [
+    "2:5 issuers[0]: give exactly one key source, jwks, jwksUrl or publicKey (none is given)",
+    "4:5 issuers[1]: give exactly one key source, jwks, jwksUrl or publicKey (jwks and publicKey are given)",
+    '8:13 issuers[2].issuer: "b" is listed twice',
+  ]);
+  const schema = await loadError(
+    t.testdir(
+      withConfig(
+        "issuers:",
+        "  - issuer: a",
+        "    audience: ztgate",
+        "    jwksUrl: ftp://idp/jwks",
+        "    algorithms: [HS256]",
+        "    clockTolerance: 3600",
+        "    rolesClaim: realm_access..roles",
+        "    roles: x",
+      ),
+    ),
+  );
+  t.match(where(schema), [
+    /^4:14 issuers\[0\]\.jwksUrl: must be an http:\/\/ or https:\/\/ URL$/,
+    /^5:18 issuers\[0\]\.algorithms\[0\]: must be one of EdDSA, Ed25519, ES256, .*PS512$/,
+    /^6:21 issuers\[0\]\.clockTolerance: must be <= 300$/,
+    /^7:17 issuers\[0\]\.rolesClaim: must be a claim name or a dotted path/,
+    /^8:5 unknown key "roles" in issuers\[0\]$/,
   ]);
 });
 
