@@ -7,6 +7,8 @@ import type { Explanation } from "../pdp/explain.js";
 import type { Principal } from "../pdp/principal.js";
 import type { PolicySet } from "../pdp/policy-set.js";
 import { TokenBucketRates } from "../pdp/conditions/rate.js";
+import type { Reason } from "../pdp/reasons.js";
+import { TokenVerifier } from "../auth/tokens.js";
 import { loadPolicyDir } from "../policy/load.js";
 import { policyInvalidError } from "../policy/store.js";
 import { buildOperation, parseScalar, parseTime } from "../policy/request.js";
@@ -17,7 +19,7 @@ import type { Io } from "./io.js";
 import { parse } from "./io.js";
 
 const EXPLAIN_USAGE =
-  "ztgate policy explain [--policies DIR] --asset A --action ACT (--point P | --target T) [--value V] (--token JWT | --sub S --role R…) [--claim k=v]… [--at ISO] [--from IP] [--json]";
+  "ztgate policy explain [--policies DIR] --asset A --action ACT (--point P | --target T) [--value V] (--token JWT [--no-verify] [--config F] | --sub S --role R…) [--claim k=v]… [--at ISO] [--from IP] [--json]";
 
 /** The policy directory: the argument, else gateway.yaml's policy.dir. */
 async function policyDir(arg: string | undefined): Promise<string> {
@@ -55,26 +57,49 @@ async function check(argv: string[], io: Io): Promise<number> {
   return 0;
 }
 
-function principalFrom(v: { token?: string; sub?: string; role?: string[]; claim?: string[] }): Principal {
+function claimsFrom(list: readonly string[] | undefined): Record<string, unknown> {
   const claims: Record<string, unknown> = {};
-  for (const c of v.claim ?? []) {
+  for (const c of list ?? []) {
     const i = c.indexOf("=");
     if (i <= 0) throw new UsageError(`--claim "${c}": must be key=value`);
     claims[c.slice(0, i)] = parseScalar(c.slice(i + 1));
   }
-  if (v.token !== undefined) {
-    if (v.sub !== undefined || v.role !== undefined) throw new UsageError("give --token or --sub/--role, not both");
-    let payload;
-    try {
-      payload = decodeJwt(v.token);
-    } catch (e) {
-      throw new ZtError("ZT_TOKEN_MALFORMED", `--token: not a JWT (${(e as Error).message})`);
-    }
-    const roles = Array.isArray(payload["roles"]) ? payload["roles"].map(String) : [];
-    return { sub: String(payload.sub ?? ""), iss: String(payload.iss ?? ""), roles, claims: { ...payload, ...claims }, via: "explain" };
+  return claims;
+}
+
+type Subject = { principal: Principal; note: string } | { refused: { reason: Reason; detail: string } };
+
+/**
+ * The subject of an explanation. A --token is verified against the issuers of gateway.yaml,
+ * exactly as the gateway would (a refused token is the decision); --no-verify only decodes it.
+ */
+async function subjectFrom(v: { token?: string; sub?: string; role?: string[]; claim?: string[]; "no-verify"?: boolean; config?: string }): Promise<Subject> {
+  const claims = claimsFrom(v.claim);
+  if (v.token === undefined) {
+    if (v.sub === undefined) throw new UsageError(`give --token JWT or --sub S [--role R]…; usage: ${EXPLAIN_USAGE}`);
+    return { principal: { sub: v.sub, iss: "explain", roles: v.role ?? [], claims, via: "explain" }, note: "" };
   }
-  if (v.sub === undefined) throw new UsageError(`give --token JWT or --sub S [--role R]…; usage: ${EXPLAIN_USAGE}`);
-  return { sub: v.sub, iss: "explain", roles: v.role ?? [], claims, via: "explain" };
+  if (v.sub !== undefined || v.role !== undefined) throw new UsageError("give --token or --sub/--role, not both");
+  let payload;
+  try {
+    payload = decodeJwt(v.token);
+  } catch (e) {
+    throw new ZtError("ZT_TOKEN_MALFORMED", `--token: not a JWT (${(e as Error).message})`);
+  }
+  if (v["no-verify"]) {
+    const roles = Array.isArray(payload["roles"]) ? payload["roles"].map(String) : [];
+    const principal = { sub: String(payload.sub ?? ""), iss: String(payload.iss ?? ""), roles, claims: { ...payload, ...claims }, via: "explain" as const };
+    return { principal, note: " (claims decoded from the token, signature not verified)" };
+  }
+  const config = await loadConfig(v.config !== undefined ? path.resolve(v.config) : defaultConfigPath());
+  const verifier = await TokenVerifier.fromConfig(config.issuers, { cacheMax: 0 });
+  try {
+    const r = await verifier.verify(v.token);
+    if (!r.ok) return { refused: { reason: r.reason, detail: r.detail } };
+    return { principal: { ...r.principal, claims: { ...r.principal.claims, ...claims } }, note: " (token verified)" };
+  } finally {
+    verifier.close();
+  }
 }
 
 async function explainCmd(argv: string[], io: Io): Promise<number> {
@@ -83,13 +108,21 @@ async function explainCmd(argv: string[], io: Io): Promise<number> {
     point: { type: "string" }, target: { type: "string" }, value: { type: "string" },
     token: { type: "string" }, sub: { type: "string" }, role: { type: "string", multiple: true },
     claim: { type: "string", multiple: true }, at: { type: "string" }, from: { type: "string" }, json: { type: "boolean" },
+    "no-verify": { type: "boolean" }, config: { type: "string" },
   }, EXPLAIN_USAGE);
   if (v.asset === undefined || v.action === undefined) throw new UsageError(`--asset and --action are required; usage: ${EXPLAIN_USAGE}`);
   if ((v.point === undefined) === (v.target === undefined)) throw new UsageError(`give exactly one of --point or --target; usage: ${EXPLAIN_USAGE}`);
   const now = v.at !== undefined ? parseTime(v.at) : Date.now();
   if (Number.isNaN(now)) throw new UsageError(`--at "${v.at}": not an ISO 8601 time (e.g. 2026-03-02T08:00:00+01:00)`);
-  const principal = principalFrom(v);
+  const subject = await subjectFrom(v);
   const set = await loadOrThrow(await policyDir(v.policies));
+  if ("refused" in subject) {
+    const { reason, detail } = subject.refused;
+    if (v.json) io.out(JSON.stringify({ effect: "deny", rule: null, reason, policyRevision: set.revision, detail, considered: [] }, null, 2));
+    else io.out(`DENY  reason: ${reason}  rule: (none)  policy revision: ${set.revision}\ntoken refused: ${detail}`);
+    return 1;
+  }
+  const principal = subject.principal;
   let op;
   try {
     op = buildOperation(set, {
@@ -103,14 +136,14 @@ async function explainCmd(argv: string[], io: Io): Promise<number> {
   }
   const x = explain(set, op, principal, { now, rates: new TokenBucketRates() });
   if (v.json) io.out(JSON.stringify({ effect: x.effect, rule: x.rule, reason: x.reason, policyRevision: x.policyRevision, mode: x.mode, ...(x.values && { values: x.values }), considered: x.considered }, null, 2));
-  else printExplanation(io, x, principal, v.token !== undefined);
+  else printExplanation(io, x, principal, subject.note);
   return x.effect === "allow" ? 0 : 1;
 }
 
-function printExplanation(io: Io, x: Explanation, p: Principal, fromToken: boolean): void {
+function printExplanation(io: Io, x: Explanation, p: Principal, note: string): void {
   const would = x.mode === "monitor" && x.reason !== "allowed" ? " (monitor mode: would be denied)" : "";
   io.out(`${x.effect.toUpperCase()}${would}  reason: ${x.reason}  rule: ${x.rule ?? "(none)"}  policy revision: ${x.policyRevision}`);
-  io.out(`subject: ${p.sub} roles [${p.roles.join(", ")}]${fromToken ? " (claims decoded from the token, signature not verified)" : ""}`);
+  io.out(`subject: ${p.sub} roles [${p.roles.join(", ")}]${note}`);
   for (const v of x.values ?? []) io.out(`value: ${v.point ?? `${v.table ?? "node"} ${v.address ?? v.node}`} = ${JSON.stringify(v.value)}${v.raw ? ` (raw ${v.raw.join(",")})` : ""}`);
   if (x.considered.length > 0) io.out("rules considered:");
   for (const c of x.considered) io.out(`  ${c.outcome === "matched" ? "*" : "-"} ${c.rule} (${c.effect}, ${c.file}:${c.line}): ${c.outcome}: ${c.detail}`);

@@ -200,22 +200,22 @@ t.test("policy explain on the default policies", async (t) => {
       .setExpirationTime("15m")
       .setProtectedHeader({ alg: "EdDSA" })
       .sign(privateKey);
-    const r = await run("policy", "explain", "--asset", "boiler-plc", "--action", "read", "--point", "pressure", "--token", token);
+    const r = await run("policy", "explain", "--asset", "boiler-plc", "--action", "read", "--point", "pressure", "--token", token, "--no-verify");
     t.equal(r.code, 0);
     t.match(r.out[0], /^ALLOW {2}reason: allowed {2}rule: historian-read /);
     t.equal(r.out[1], "subject: hist-7 roles [historian] (claims decoded from the token, signature not verified)");
     const mes = await new SignJWT({ roles: ["mes"] }).setSubject("mes-1").setIssuer("https://idp.example").setProtectedHeader({ alg: "EdDSA" }).sign(privateKey);
-    const w = await run("policy", "explain", "--asset", "boiler-plc", "--action", "write", "--point", "setpoint", "--value", "50", "--token", mes);
+    const w = await run("policy", "explain", "--asset", "boiler-plc", "--action", "write", "--point", "setpoint", "--value", "50", "--token", mes, "--no-verify");
     t.equal(w.code, 0, "a mes token writes the setpoint");
     const none = await new SignJWT({}).setSubject("nobody").setProtectedHeader({ alg: "EdDSA" }).sign(privateKey);
-    const d = await run("policy", "explain", "--asset", "boiler-plc", "--action", "read", "--point", "pressure", "--token", none);
+    const d = await run("policy", "explain", "--asset", "boiler-plc", "--action", "read", "--point", "pressure", "--token", none, "--no-verify");
     t.equal(d.code, 1, "a token without roles reads nothing");
     t.equal(d.out[1], "subject: nobody roles [] (claims decoded from the token, signature not verified)");
   });
 
   t.test("a malformed --token is ZT_TOKEN_MALFORMED, exit 1", async (t) => {
     for (const token of ["not-a-jwt", "a.b.c", "eyJhbGciOiJFZERTQSJ9.bm90IGpzb24.c2ln"]) {
-      const r = await run("policy", "explain", "--asset", "boiler-plc", "--action", "read", "--point", "pressure", "--token", token);
+      const r = await run("policy", "explain", "--asset", "boiler-plc", "--action", "read", "--point", "pressure", "--token", token, "--no-verify");
       t.equal(r.code, 1, token);
       t.same(r.out, [], token);
       t.equal(r.err.length, 1, token);
@@ -492,4 +492,39 @@ t.test("start fails before it runs", async (t) => {
       `${displayPath(join(dir, "rules", "pump.yaml"))}:14:13: rules[1].allow[0]: must be an action: read, write, call, browse, diagnostic or *`,
     ]);
   });
+});
+
+t.test("--token is verified against the issuers of the config unless --no-verify", async (t) => {
+  const { privateKey, publicKey } = await generateKeyPair("EdDSA", { extractable: true });
+  const { exportSPKI } = await import("jose");
+  const policies = fileURLToPath(new URL("../../policies", import.meta.url));
+  const dir = t.testdir({
+    "issuer.pub.pem": await exportSPKI(publicKey),
+    "gateway.yaml": `policy: { dir: ${JSON.stringify(policies)} }\nissuers:\n  - { issuer: test-idp, audience: ztgate, publicKey: issuer.pub.pem }\n`,
+  });
+  const config = join(dir, "gateway.yaml");
+  type Key = Parameters<SignJWT["sign"]>[0];
+  const sign = (key: Key, claims: Record<string, unknown>, exp: string | number = "15m") =>
+    new SignJWT({ roles: ["historian"], ...claims }).setProtectedHeader({ alg: "EdDSA" }).setSubject("hist-9").setIssuer("test-idp").setAudience("ztgate").setIssuedAt().setExpirationTime(exp).sign(key);
+  const args = ["policy", "explain", "--asset", "boiler-plc", "--action", "read", "--point", "pressure", "--config", config, "--token"];
+
+  const good = await run(...args, await sign(privateKey, {}));
+  t.equal(good.code, 0, "a token from the configured issuer is verified and allowed");
+  t.equal(good.out[1], "subject: hist-9 roles [historian] (token verified)");
+
+  const forger = await generateKeyPair("EdDSA");
+  const forged = await run(...args, await sign(forger.privateKey, {}));
+  t.equal(forged.code, 1, "a token signed by another key is refused");
+  t.match(forged.out[0], /^DENY {2}reason: token-invalid {2}rule: \(none\)/);
+
+  const expired = await run(...args, await sign(privateKey, {}, Math.floor(Date.now() / 1000) - 3600));
+  t.equal(expired.code, 1);
+  t.match(expired.out[0], /reason: token-expired/);
+
+  const decoded = await run(...args, await sign(forger.privateKey, {}), "--no-verify");
+  t.equal(decoded.code, 0, "--no-verify only decodes");
+  t.match(decoded.out[1], /signature not verified/);
+
+  const json = await run(...args, await sign(forger.privateKey, {}), "--json");
+  t.match(JSON.parse(json.out.join("\n")), { effect: "deny", reason: "token-invalid", rule: null, considered: [] });
 });
