@@ -28,6 +28,54 @@ export const PolicySettingsSchema = Type.Object(
   { additionalProperties: false, default: {} },
 );
 
+const SYSLOG_FACILITY_NAMES = [
+  "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "authpriv", "ftp", "ntp", "audit", "alert", "clock",
+  "local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7",
+] as const;
+
+/** RFC 5424 header fields are printable US-ASCII (33..126); "" means "use the default". */
+const printable = (max: number) => `^[!-~]{0,${max}}$`;
+
+/** `log.syslog`: export of the decision log to a syslog collector (RFC 5424 over TCP/TLS). No section, no export. */
+export const SyslogSettingsSchema = Type.Object(
+  {
+    host: Type.String({ pattern: "^[^\\s]+$", "x-expected": "a host name or IP address", description: "the collector" }),
+    port: Type.Integer({ minimum: 1, maximum: 65535, default: 514, description: "the collector's TCP port (6514 is the registered port for syslog over TLS)" }),
+    tls: Type.Object(
+      {
+        enabled: Type.Boolean({ default: false, description: "TLS (RFC 5425) instead of plain TCP" }),
+        ca: Type.String({ default: "", description: "PEM file of the CA certificates the collector's certificate must chain to; empty: Node's CA bundle" }),
+        cert: Type.String({ default: "", description: "PEM client certificate for mutual TLS (with key); empty: none" }),
+        key: Type.String({ default: "", description: "PEM private key of cert" }),
+        servername: Type.String({ default: "", description: "the name the collector's certificate must carry; empty: host" }),
+        rejectUnauthorized: Type.Boolean({ default: true, description: "refuse a collector whose certificate does not verify" }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    facility: Type.Union(SYSLOG_FACILITY_NAMES.map((f) => Type.Literal(f)), {
+      default: "local0",
+      "x-expected": "a syslog facility name (kern … local7)",
+      description: "the facility of every message; the severity follows the record (deny: warning, allow: info, others: notice)",
+    }),
+    appName: Type.String({ pattern: printable(48), minLength: 1, "x-expected": "1 to 48 printable ASCII characters", default: "ztgate", description: "APP-NAME" }),
+    hostname: Type.String({ pattern: printable(255), "x-expected": "up to 255 printable ASCII characters", default: "", description: "HOSTNAME; empty: the machine's host name" }),
+    spoolDir: Type.String({
+      minLength: 1,
+      default: "data/syslog-spool",
+      description: "where messages wait while the collector is down; relative to the config file's directory",
+    }),
+    spoolMaxBytes: Type.Integer({
+      minimum: 65536,
+      default: 64 * 1024 * 1024,
+      description: "bound of the spool; beyond it the oldest messages are dropped (and counted)",
+    }),
+    reconnectMs: Type.Integer({ minimum: 10, maximum: 60000, default: 1000, description: "first reconnect delay, doubled after each failed attempt" }),
+    reconnectMaxMs: Type.Integer({ minimum: 10, maximum: 3600000, default: 30000, description: "longest reconnect delay" }),
+  },
+  // No default: an absent section means no export, and a present one must name its host.
+  { additionalProperties: false },
+);
+
 export const LogSettingsSchema = Type.Object(
   {
     dir: Type.String({
@@ -73,6 +121,7 @@ export const LogSettingsSchema = Type.Object(
       default: "certs/gateway-signing.key.pem",
       description: "the gateway's Ed25519 signing key (PKCS#8 PEM) for checkpoints; relative to the config file's directory",
     }),
+    syslog: Type.Optional(SyslogSettingsSchema),
   },
   { additionalProperties: false, default: {} },
 );
@@ -167,7 +216,10 @@ export type IssuerSettings = Filled<Omit<Static<typeof IssuerSchema>, KeySource>
  * The configuration the gateway runs on: defaults applied, `policy.dir`, `log.dir`,
  * `log.keyFile`, `keys.dir` and the issuers' key files absolute paths, deep-frozen.
  */
-export type GatewayConfig = Omit<Filled<GatewayConfigInput>, "issuers"> & { readonly issuers: ReadonlyArray<IssuerSettings> };
+export type GatewayConfig = Omit<Filled<GatewayConfigInput>, "issuers" | "log"> & { readonly issuers: ReadonlyArray<IssuerSettings>; readonly log: LogSettings };
+
+/** `log.syslog` as the export runs on it; the section has no default: without it there is no export. */
+export type SyslogSettings = Filled<Static<typeof SyslogSettingsSchema>>;
 
 /** The `log:` section as the decision log runs on it. */
-export type LogSettings = GatewayConfig["log"];
+export type LogSettings = Filled<Omit<Static<typeof LogSettingsSchema>, "syslog">> & { readonly syslog?: SyslogSettings };

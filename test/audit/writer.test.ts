@@ -1,0 +1,174 @@
+// The writer on real files: chain and durability, checkpoints by count and time, rotation by
+// size and age, reopening (also after a torn tail), and what it refuses.
+import { appendFileSync, existsSync, readFileSync, readdirSync, truncateSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import t from "tap";
+import { AuditUnavailableError, DecisionLog } from "../../src/audit/writer.js";
+import { verifyLog } from "../../src/audit/verify.js";
+import { GENESIS_PREV, recomputeHash } from "../../src/audit/record.js";
+import { decision, keys, outcome, readRecords, settings, testClock, testIds } from "./helpers.js";
+
+const k = await keys();
+const seg = (dir: string, n: number) => path.join(dir, `${String(n).padStart(8, "0")}.jsonl`);
+
+t.test("append chains, queues and acknowledges; the chain goes on after reopening", async (t) => {
+  const dir = t.testdir({});
+  const clock = testClock();
+  const log = await DecisionLog.open(settings(dir), { signingKey: k.privateKey, now: clock.now, ids: testIds() });
+  const a = log.append(decision(0));
+  clock.advance(0.0015);
+  const b = log.append(outcome(a.id));
+  t.same([a.seq, a.id, b.seq, b.id], [1, "r-1", 2, "r-2"]);
+  t.same(log.head().seq, 2, "in the chain before append returns");
+  await b.durable;
+  const recs = readRecords(seg(dir, 1));
+  t.equal(recs.length, 2, "on disk once durable");
+  t.match(recs[0], { v: 1, seq: 1, id: "r-1", time: "2026-03-04T10:00:00.000000Z", type: "decision", prev: GENESIS_PREV });
+  t.match(recs[1], { seq: 2, type: "outcome", ref: "r-1", time: "2026-03-04T10:00:00.000001Z", prev: recs[0]!.hash });
+  for (const r of recs) t.equal(recomputeHash(r), r.hash, `hash of seq ${r.seq} recomputes`);
+  t.same(log.stats().durableSeq, 2);
+  await log.close();
+  await t.rejects(async () => log.append(decision(2)), AuditUnavailableError, "a closed log refuses");
+
+  const again = await DecisionLog.open(settings(dir), { signingKey: k.privateKey, now: clock.now, ids: testIds("x") });
+  // The close checkpoint is seq 3: opening again finds the log signed and goes on after it.
+  t.equal(again.append(decision(3)).seq, 4);
+  await again.close();
+  const all = readRecords(seg(dir, 1));
+  t.same(all.map((r) => r.type), ["decision", "outcome", "checkpoint", "decision", "checkpoint"]);
+  t.equal(all[3]!.prev, all[2]!.hash);
+  t.match(await verifyLog(dir, k.publicKey), { ok: true, records: 5, checkpoints: 2, signedHead: { seq: 4 } });
+});
+
+t.test("checkpoints by record count and by time, each signing the record before it", async (t) => {
+  const dir = t.testdir({});
+  const clock = testClock();
+  const log = await DecisionLog.open(settings(dir, { checkpointEvery: { records: 5, seconds: 60 } }), { signingKey: k.privateKey, now: clock.now });
+  const heads: number[] = [];
+  log.on("checkpoint", (h) => heads.push(h.seq));
+  for (let i = 0; i < 12; i++) log.append(decision(i));
+  await log.checkpoint();
+  clock.advance(61_000);
+  log.append(decision(12)); // a minute later: due by time, whatever the count
+  await log.flush();
+  await log.checkpoint();
+  const recs = readRecords(seg(dir, 1));
+  const cps = recs.filter((r) => r.type === "checkpoint");
+  t.ok(cps.length >= 3, `${cps.length} checkpoints`);
+  for (const c of cps) t.match(c, { head: { seq: c.seq - 1, hash: c.prev }, jws: /^ey[\w-]+\.[\w-]+\.[\w-]+$/ });
+  t.same(heads, cps.map((c) => c.seq - 1));
+  t.same(recs.map((r) => r.seq), recs.map((_, i) => i + 1), "records appended while signing got their seq after the checkpoint");
+  t.ok(existsSync(path.join(dir, "head.jws")));
+  await log.close();
+  t.match(await verifyLog(dir, k.publicKey), { ok: true, uncovered: 0 });
+});
+
+t.test("segments rotate by size and by age; the chain runs across them", async (t) => {
+  const dir = t.testdir({});
+  const clock = testClock();
+  const log = await DecisionLog.open(settings(dir, { segmentBytes: 4096, segmentMaxAgeSec: 3600 }), { signingKey: k.privateKey, now: clock.now });
+  const rotated: string[] = [];
+  log.on("rotate", (f) => rotated.push(path.basename(f)));
+  for (let i = 0; i < 40; i++) await log.append(decision(i)).durable;
+  const bySize = readdirSync(dir).filter((f) => f.endsWith(".jsonl"));
+  t.ok(bySize.length >= 5, `${bySize.length} segments for ~24 KB`);
+  for (const f of bySize.slice(0, -1)) {
+    const size = readFileSync(path.join(dir, f)).length;
+    t.ok(size <= 4096 && size > 2048, `${f} holds ${size} bytes, up to segmentBytes`);
+  }
+  const before = bySize.length;
+  clock.advance(3600_000);
+  await log.append(decision(40)).durable;
+  t.equal(readdirSync(dir).filter((f) => f.endsWith(".jsonl")).length, before + 1, "an hour later the next record starts a segment");
+  t.same(rotated, readdirSync(dir).filter((f) => f.endsWith(".jsonl")).slice(1));
+  await log.close();
+  const first = readRecords(seg(dir, 2))[0]!;
+  t.equal(first.prev, readRecords(seg(dir, 1)).at(-1)!.hash, "segment 2 continues the chain of segment 1");
+  t.match(await verifyLog(dir, k.publicKey), { ok: true, records: 42 });
+});
+
+t.test("strict and allow-reads are the caller's to apply; the log says when", async (t) => {
+  const dir = t.testdir({});
+  const strict = await DecisionLog.open(settings(dir, { durability: "strict", onFailure: "allow-reads" }), { signingKey: k.privateKey });
+  t.same(["read", "browse", "write", "call", "diagnostic"].map((a) => strict.mustAwaitDurable(a as "read")), [false, false, true, true, true]);
+  t.same(["read", "browse", "write"].map((a) => strict.allowsUnlogged(a as "read")), [true, false, false]);
+  await strict.close();
+  const group = await DecisionLog.open(settings(dir), { signingKey: k.privateKey });
+  t.equal(group.mustAwaitDurable("write"), false);
+  t.equal(group.allowsUnlogged("read"), false);
+  await group.close();
+});
+
+t.test("a backlog beyond maxPendingBytes is refused, not buffered without bound", async (t) => {
+  const dir = t.testdir({});
+  const log = await DecisionLog.open(settings(dir, { syncMs: 1000 }), { signingKey: k.privateKey, maxPendingBytes: 3000 });
+  let refused: unknown = null;
+  try {
+    for (let i = 0; i < 100; i++) log.append(decision(i));
+  } catch (e) {
+    refused = e;
+  }
+  t.match(refused, { code: "ZT_AUDIT_UNAVAILABLE", reason: "audit-unavailable", message: /behind the disk/ });
+  t.ok(log.stats().refused >= 1);
+  await log.close();
+  t.match(await verifyLog(dir, k.publicKey), { ok: true });
+});
+
+t.test("a torn tail is moved aside on open and the chain resumes from the last whole record", async (t) => {
+  const dir = t.testdir({});
+  const log = await DecisionLog.open(settings(dir), { signingKey: k.privateKey });
+  for (let i = 0; i < 5; i++) log.append(decision(i));
+  await log.flush();
+  await log.close();
+  const whole = readFileSync(seg(dir, 1));
+  // A crash in the middle of a write, then zeros the filesystem had allocated.
+  const torn = Buffer.concat([Buffer.from('{"action":"read","asset":"boiler-plc","cli'), Buffer.alloc(300)]);
+  appendFileSync(seg(dir, 1), torn);
+  t.match(await verifyLog(dir, k.publicKey), { ok: true, notes: [/last line .* is incomplete/] }, "verify before reopening: a note, not damage");
+
+  const again = await DecisionLog.open(settings(dir), { signingKey: k.privateKey });
+  t.ok(again.recovered.torn, "recovery reported");
+  const tornFile = again.recovered.torn!.file;
+  t.match(path.basename(tornFile), /^00000001\.jsonl\.\d{8}T\d{12}Z\.torn$/);
+  t.same(readFileSync(tornFile), torn, "the torn bytes are kept, byte for byte");
+  t.same(readFileSync(seg(dir, 1)).subarray(0, whole.length), whole, "every whole record stays");
+  again.append(decision(9));
+  await again.close();
+  const r = await verifyLog(dir, k.publicKey);
+  t.match(r, { ok: true, records: 8 });
+  t.match(r.notes, [/torn tail moved aside/]);
+});
+
+t.test("a last segment that is all torn: the chain resumes from the segment before", async (t) => {
+  const dir = t.testdir({});
+  const log = await DecisionLog.open(settings(dir), { signingKey: k.privateKey });
+  await log.append(decision(0)).durable;
+  await log.close();
+  writeFileSync(seg(dir, 2), '{"v":1,"seq":3,"id":"x","ti');
+  const again = await DecisionLog.open(settings(dir), { signingKey: k.privateKey });
+  t.equal(again.recovered.torn?.bytes, 27);
+  t.equal(again.append(decision(1)).seq, 3);
+  await again.close();
+  t.equal(readFileSync(seg(dir, 2), "utf8").split("\n")[0]!.includes('"seq":3'), true);
+  t.match(await verifyLog(dir, k.publicKey), { ok: true, records: 4 });
+});
+
+t.test("refuses to write on top of a log that lost records its head.jws signs", async (t) => {
+  const dir = t.testdir({});
+  const log = await DecisionLog.open(settings(dir), { signingKey: k.privateKey });
+  for (let i = 0; i < 6; i++) log.append(decision(i));
+  await log.close(); // head.jws signs seq 6
+  const text = readFileSync(seg(dir, 1), "utf8").split("\n");
+  writeFileSync(seg(dir, 1), text.slice(0, 4).join("\n") + "\n");
+  await t.rejects(DecisionLog.open(settings(dir), { signingKey: k.privateKey }), { code: "ZT_LOG_TAMPERED", message: /signs seq 6 but the log ends at seq 4/ });
+  truncateSync(seg(dir, 1), 0);
+  await t.rejects(DecisionLog.open(settings(dir), { signingKey: k.privateKey }), { code: "ZT_LOG_TAMPERED", message: /the log is empty/ });
+
+  const other = await keys();
+  const dir2 = t.testdir({});
+  const l2 = await DecisionLog.open(settings(dir2), { signingKey: k.privateKey });
+  l2.append(decision(0));
+  await l2.close();
+  await t.rejects(DecisionLog.open(settings(dir2), { signingKey: other.privateKey }), { code: "ZT_LOG_TAMPERED", message: /does not verify/ }, "another key");
+  await t.rejects(DecisionLog.open(settings(dir2), { signingKey: k.publicKey }), { code: "ZT_LOG_KEY_INVALID" }, "a public key cannot sign");
+});
