@@ -1,0 +1,128 @@
+// The enforcement path against the real decision log, the real policy and real keys:
+// every decision is logged before anything is forwarded, outcomes share the decision id,
+// and a log that cannot be written fails closed.
+import t from "tap";
+import { readFileSync, readdirSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { DecisionLog } from "../../src/audit/writer.js";
+import { verifyLog } from "../../src/audit/verify.js";
+import { Enforcer } from "../../src/pep/enforce.js";
+import type { AuditLog } from "../../src/pep/enforce.js";
+import { loadPolicyDir } from "../../src/policy/load.js";
+import { TokenBucketRates } from "../../src/pdp/conditions/rate.js";
+import type { Operation } from "../../src/pdp/operation.js";
+import type { Principal } from "../../src/pdp/principal.js";
+import { AuditUnavailableError } from "../../src/audit/writer.js";
+import { keys, settings } from "../audit/helpers.js";
+
+const policies = fileURLToPath(new URL("../../policies", import.meta.url));
+const set = (await loadPolicyDir(policies)).set!;
+const mes: Principal = { sub: "mes-1", iss: "ztgate-dev", roles: ["mes"], claims: {}, sessionId: "s-1", tokenId: "j-1", via: "lease" };
+const client = { address: "127.0.0.1", port: 50200, protocol: "modbus" as const, transport: "tcp" };
+const readTemp: Operation = { asset: "boiler-plc", action: "read", target: { kind: "range", table: "input", address: 0, count: 2 }, source: "127.0.0.1" };
+const writeSp = (v: number): Operation => ({ asset: "boiler-plc", action: "write", target: { kind: "range", table: "holding", address: 100, count: 1 }, raw: [v], source: "127.0.0.1" });
+
+function records(dir: string): Array<Record<string, unknown>> {
+  return readdirSync(dir).filter((f) => f.endsWith(".jsonl")).sort()
+    .flatMap((f) => readFileSync(path.join(dir, f), "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>));
+}
+
+t.test("decide, log, forward, outcome: one straight line", async (t) => {
+  const dir = t.testdir();
+  const k = await keys();
+  const log = await DecisionLog.open(settings(dir), { signingKey: k.privateKey });
+  const seen: string[] = [];
+  const pep = new Enforcer({ policy: () => set, log, rates: new TokenBucketRates(), onDecision: (d) => seen.push(d.reason) });
+
+  let forwardedAt = -1;
+  const ok = await pep.enforce(mes, [writeSp(50)], client, async () => {
+    forwardedAt = log.stats().seq; // the decision is in the chain before the device sees anything
+    return { status: "ok", result: "done" };
+  });
+  t.equal(ok.allowed, true);
+  t.equal(ok.forwarded?.result, "done");
+  t.equal(forwardedAt, 1, "write-ahead: the decision record was appended before forwarding");
+
+  let called = false;
+  const refused = await pep.enforce(mes, [writeSp(95)], client, async () => {
+    called = true;
+    return { status: "ok" };
+  });
+  t.equal(refused.allowed, false);
+  t.equal(called, false, "a denied write never reaches the device");
+  t.equal(refused.refusal?.decision.reason, "value-out-of-range");
+
+  const none = await pep.enforce(null, [readTemp], client, async () => ({ status: "ok" }));
+  t.equal(none.refusal?.decision.reason, "no-session");
+  const broadcast = await pep.refuse("unsupported-function", mes, readTemp, client);
+  t.equal(broadcast.allowed, false);
+
+  // FC23: a read part allowed and a write part denied → refused whole, nothing forwarded.
+  const both = await pep.enforce(mes, [readTemp, { ...writeSp(50), target: { kind: "range", table: "coil", address: 0, count: 1 }, raw: [1] }], client, async () => ({ status: "ok" }));
+  t.equal(both.allowed, false);
+  t.same(both.authorizations.map((a) => a.decision.reason), ["allowed", "denied-by-rule"]);
+
+  const timeout = await pep.enforce(mes, [readTemp], client, async () => ({ status: "timeout" }));
+  t.equal(timeout.allowed, true);
+  await log.close();
+
+  const recs = records(dir);
+  const decisions = recs.filter((r) => r["type"] === "decision");
+  t.same(decisions.map((r) => [r["decision"], r["reason"]]), [
+    ["allow", "allowed"], ["deny", "value-out-of-range"], ["deny", "no-session"], ["deny", "unsupported-function"],
+    ["allow", "allowed"], ["deny", "denied-by-rule"], ["allow", "allowed"],
+  ]);
+  const first = decisions[0] as Record<string, unknown>;
+  t.match(first, { subject: { sub: "mes-1", iss: "ztgate-dev", roles: ["mes"], sessionId: "s-1", jti: "j-1" }, client, asset: "boiler-plc", zone: "boiler-house", action: "write", rule: "mes-setpoint", policyRevision: set.revision });
+  t.match(first["values"], [{ point: "setpoint", raw: [50], value: 50 }], "written values, decoded and raw");
+  const outcomes = recs.filter((r) => r["type"] === "outcome");
+  t.same(outcomes.map((o) => [o["ref"], o["status"]]), [[first["id"], "ok"], [decisions[6]?.["id"], "timeout"]], "outcomes reference their decisions");
+  t.notMatch(JSON.stringify(recs.filter((r) => r["type"] !== "checkpoint")), /eyJ/, "no token in any record (only checkpoints carry a JWS)");
+  t.same(seen, ["allowed", "value-out-of-range", "no-session", "unsupported-function", "allowed", "denied-by-rule", "allowed"]);
+  t.equal((await verifyLog(dir, k.publicKey)).ok, true, "the log verifies");
+});
+
+/** A log that refuses everything, as the real one does when its disk is gone. */
+const brokenLog = (onFailure: "deny" | "allow-reads"): AuditLog => ({
+  append: () => {
+    throw new AuditUnavailableError("the decision log cannot be written: ENOSPC");
+  },
+  mustAwaitDurable: () => false,
+  allowsUnlogged: (action) => onFailure === "allow-reads" && action === "read",
+});
+
+t.test("a log that cannot be written fails closed", async (t) => {
+  const deny = new Enforcer({ policy: () => set, log: brokenLog("deny"), rates: new TokenBucketRates() });
+  const r = await deny.enforce(mes, [readTemp], client, async () => ({ status: "ok" }));
+  t.equal(r.allowed, false);
+  t.equal(r.refusal?.decision.reason, "audit-unavailable");
+  const reads = new Enforcer({ policy: () => set, log: brokenLog("allow-reads"), rates: new TokenBucketRates() });
+  t.equal((await reads.enforce(mes, [readTemp], client, async () => ({ status: "ok" }))).allowed, true, "allow-reads lets a read go on");
+  const w = await reads.enforce(mes, [writeSp(50)], client, async () => ({ status: "ok" }));
+  t.equal(w.refusal?.decision.reason, "audit-unavailable", "but never a write");
+});
+
+t.test("strict durability: an allowed write waits for its fsync; a failed fsync denies", async (t) => {
+  const dir = t.testdir();
+  const k = await keys();
+  const log = await DecisionLog.open(settings(dir, { durability: "strict" }), { signingKey: k.privateKey });
+  t.teardown(() => log.close());
+  const pep = new Enforcer({ policy: () => set, log, rates: new TokenBucketRates() });
+  let durableAtForward = -1;
+  await pep.enforce(mes, [writeSp(40)], client, async () => {
+    durableAtForward = log.stats().durableSeq;
+    return { status: "ok" };
+  });
+  t.equal(durableAtForward, 1, "the write's decision was on disk before forwarding");
+
+  let rejectDurable!: (e: Error) => void;
+  const failing: AuditLog = {
+    append: () => ({ id: "x", seq: 1, durable: new Promise<void>((_, rej) => (rejectDurable = rej)) }),
+    mustAwaitDurable: () => true,
+    allowsUnlogged: () => false,
+  };
+  const p = new Enforcer({ policy: () => set, log: failing, rates: new TokenBucketRates() }).authorize(mes, writeSp(40), client);
+  rejectDurable(new Error("EIO"));
+  t.equal((await p).decision.reason, "audit-unavailable");
+});
