@@ -16,8 +16,11 @@ export async function startCommand(argv: string[], io: Io): Promise<number> {
   io.out(`ztgate is running with ${displayPath(file)}
   policy: ${set.assets.size} assets (${[...set.assets.keys()].join(", ")}), revision ${set.revision}, from ${displayPath(config.policy.dir)}
   edits to the policy files are checked and applied live (also on SIGHUP); a change with errors is rejected whole.
-  In this release the gateway decides and explains; the Modbus, OPC UA and HTTP fronts are not part of it yet.
-  Try:  npx ztgate policy explain --asset boiler-plc --action read --point temperature --sub hist-1 --role historian
+  decision log: ${displayPath(config.log.dir)} (verify with: npx ztgate log verify)
+  keys and certificates: ${displayPath(config.keys.dir)}
+  In this release the gateway decides, logs and explains; the Modbus, OPC UA and HTTP fronts are not part of it yet.
+  Try:  npx ztgate token issue --sub hist-1 --role historian
+        npx ztgate policy explain --asset boiler-plc --action read --point temperature --token <that token>
         npx ztgate policy explain --asset boiler-plc --action write --point burner_on --value true --sub mes-1 --role mes
   Stop with Ctrl-C.`);
   // Nothing else holds the event loop open yet (the policy watcher is not persistent), so a
