@@ -3,7 +3,7 @@ import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["node_modules/", "dist/", ".tap/", "coverage/", "data/"] },
+  { ignores: ["node_modules/", "dist/", ".tap/", "coverage/", "data/", "scratch/", "certs/"] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
