@@ -9,9 +9,22 @@ export interface Batch {
   count: number;
   lastSeq: number;
   lastHash: string;
+  /** With an export sink attached: each record's summary and line, handed on once durable. */
+  exports: Array<[ExportedRecord, string]> | null;
   readonly done: Promise<void>;
   resolve(): void;
   reject(e: Error): void;
+}
+
+/** What an export (syslog) needs of a written record besides its line. */
+export interface ExportedRecord {
+  readonly type: string;
+  readonly seq: number;
+  readonly id: string;
+  readonly time: string;
+  readonly hash: string;
+  readonly decision?: string;
+  readonly [k: string]: unknown;
 }
 
 export function newBatch(): Batch {
@@ -23,7 +36,7 @@ export function newBatch(): Batch {
   });
   // Group-mode callers never await `durable`; a rejection nobody listens to must not crash.
   done.catch(() => undefined);
-  return { buf: EMPTY, len: 0, count: 0, lastSeq: 0, lastHash: "", done, resolve, reject };
+  return { buf: EMPTY, len: 0, count: 0, lastSeq: 0, lastHash: "", exports: null, done, resolve, reject };
 }
 
 const EMPTY = Buffer.alloc(0);

@@ -28,6 +28,7 @@ import type { AnyBody, RecordBody } from "./record.js";
 import { GENESIS_PREV, LOG_FORMAT_VERSION, chainHash, isoMicros, jcs } from "./record.js";
 import type { Batch } from "./batch.js";
 import { newBatch, put } from "./batch.js";
+import type { ExportedRecord } from "./batch.js";
 import { systemClock } from "./clock.js";
 import { checkSignedHead, recoverTail } from "./recover.js";
 import type { Recovered } from "./recover.js";
@@ -109,6 +110,7 @@ export class DecisionLog extends EventEmitter<DecisionLogEvents> {
   private headHash: string;
   private durableSeq: number;
   private batch = newBatch();
+  private exportSink: ((record: ExportedRecord, line: string) => void) | null = null;
   private inflight: Batch | null = null;
   private failed: Batch | null = null;
   private lastError: Error | null = null;
@@ -180,6 +182,11 @@ export class DecisionLog extends EventEmitter<DecisionLogEvents> {
   /** With `onFailure: allow-reads`, a read may go on unlogged while the log is unavailable. */
   allowsUnlogged(action: Action): boolean {
     return this.settings.onFailure === "allow-reads" && action === "read";
+  }
+
+  /** Hands every record, once durable, to an export (the syslog exporter); never blocks the log. */
+  exportTo(sink: ((record: ExportedRecord, line: string) => void) | null): void {
+    this.exportSink = sink;
   }
 
   healthy(): boolean {
@@ -289,6 +296,10 @@ export class DecisionLog extends EventEmitter<DecisionLogEvents> {
     const b = this.batch;
     const line = canonical.slice(0, -1) + ',"hash":"' + hash + '"}\n';
     put(b, line);
+    if (this.exportSink) {
+      const decision = (body as { decision?: unknown }).decision;
+      (b.exports ??= []).push([{ type: body.type, seq, id, time, hash, ...(typeof decision === "string" && { decision }) }, line.slice(0, -1)]);
+    }
     b.count++;
     b.lastSeq = seq;
     b.lastHash = hash;
@@ -347,6 +358,9 @@ export class DecisionLog extends EventEmitter<DecisionLogEvents> {
     this.counters.batches++;
     this.counters.bytes += bytes;
     b.resolve();
+    // Exported only once on disk: the local log stays the record, the export follows it.
+    const sink = this.exportSink;
+    if (sink && b.exports) for (const [r, line] of b.exports) sink(r, line);
   }
 
   private afterCommit(): void {
@@ -417,6 +431,7 @@ export class DecisionLog extends EventEmitter<DecisionLogEvents> {
       b.count += queued.count;
       b.lastSeq = queued.lastSeq;
       b.lastHash = queued.lastHash;
+      if (queued.exports) b.exports = [...(b.exports ?? []), ...queued.exports];
       queued.reject(error);
       this.batch = newBatch();
     }
