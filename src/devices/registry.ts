@@ -1,0 +1,194 @@
+// Asset → the connector of its device, built from the policy set's assets and re-synced on
+// every policy reload: a connector is kept while some asset still names its endpoint (its
+// connections and queue survive a reload), started when an endpoint first appears, stopped
+// when the last asset naming it goes. Assets that share an endpoint (units behind one Modbus
+// gateway) share its connector, so the connection bound holds per device, not per asset.
+//
+// The lookups are typed per protocol (`modbus(asset)`), so a front only ever reaches devices
+// of its own protocol; an OPC UA front calling `modbus()` on an OPC UA asset gets undefined.
+// Extension point for OPC UA: pass a `connectors.opcua` factory (devices/opcua.ts, to come)
+// and add an `opcua(asset)` lookup beside `modbus()`; until then OPC UA assets are reported
+// in `SyncResult.unsupported` and have no connector. A connector that is an EventEmitter
+// emitting `state` (as ModbusDevice does) has its changes re-emitted by the registry.
+import { EventEmitter } from "node:events";
+import type { Asset, PolicySet } from "../pdp/policy-set.js";
+import { ModbusDevice } from "./modbus.js";
+import type { ConnectionState, ModbusDeviceOptions } from "./modbus.js";
+
+export type Protocol = Asset["protocol"];
+
+/** What the registry needs of a device connector of any protocol. */
+export interface DeviceConnector {
+  readonly protocol: Protocol;
+  /** Normalised, so equal endpoints compare equal. */
+  readonly endpoint: string;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  state(): ConnectionState;
+}
+
+/** Makes the connector of one endpoint; throws (any Error) when the endpoint is not valid for the protocol. */
+export type ConnectorFactory = (endpoint: string) => DeviceConnector;
+
+export interface DeviceRegistryOptions {
+  /** Options of every Modbus device (endpoint aside). */
+  readonly modbus?: Omit<ModbusDeviceOptions, "endpoint">;
+  /** Connector factories by protocol; Modbus has a default (ModbusDevice), OPC UA none yet. */
+  readonly connectors?: Partial<Record<Protocol, ConnectorFactory>>;
+}
+
+export interface ModbusBinding {
+  readonly asset: string;
+  readonly device: ModbusDevice;
+  /** The unit id at the device (the asset's `unit`). */
+  readonly unit: number;
+}
+
+interface Binding {
+  readonly asset: string;
+  readonly connector: DeviceConnector;
+  /** Built once per sync, so the per-request lookup allocates nothing. */
+  readonly modbus: ModbusBinding | undefined;
+}
+
+export interface SyncResult {
+  readonly revision: string;
+  /** Endpoints, as `protocol endpoint`. */
+  readonly started: readonly string[];
+  readonly stopped: readonly string[];
+  readonly kept: readonly string[];
+  /** Assets of a protocol with no connector factory (they have no device until one exists). */
+  readonly unsupported: readonly string[];
+  /** Assets whose endpoint could not be used: they have no device (a front answers 0A). */
+  readonly errors: ReadonlyArray<{ readonly asset: string; readonly endpoint: string; readonly message: string }>;
+}
+
+export interface DeviceInfo {
+  readonly protocol: Protocol;
+  readonly endpoint: string;
+  readonly state: ConnectionState;
+  readonly assets: readonly string[];
+}
+
+/** The one policy store feature the registry follows (kept structural: devices know nothing of policy loading). */
+export interface PolicySource {
+  current(): PolicySet;
+  on(event: "reloaded", listener: () => void): unknown;
+  off(event: "reloaded", listener: () => void): unknown;
+}
+
+/**
+ * Events: `state` when a device's connection state changes (connectors that are
+ * EventEmitters emitting `state`, as ModbusDevice does); `synced` after every sync.
+ */
+export class DeviceRegistry extends EventEmitter<{ state: [device: DeviceInfo]; synced: [result: SyncResult] }> {
+  /** Swapped whole on sync; read once per lookup. */
+  private bindings: ReadonlyMap<string, Binding> = new Map();
+  private readonly connectors = new Map<string, DeviceConnector>();
+  private readonly factories: Partial<Record<Protocol, ConnectorFactory>>;
+  private chain: Promise<unknown> = Promise.resolve();
+  private stopped = false;
+
+  constructor(options: DeviceRegistryOptions = {}) {
+    super();
+    this.factories = { modbus: (endpoint) => new ModbusDevice({ ...options.modbus, endpoint }), ...options.connectors };
+  }
+
+  /** The Modbus device of a Modbus asset, or undefined (unknown asset, another protocol, unusable endpoint). */
+  modbus(asset: string): ModbusBinding | undefined {
+    return this.bindings.get(asset)?.modbus;
+  }
+
+  /** The connector of any asset, whatever its protocol (for metrics and health, not for fronts). */
+  connector(asset: string): DeviceConnector | undefined {
+    return this.bindings.get(asset)?.connector;
+  }
+
+  /** Every device with its state and the assets on it (for metrics). */
+  list(): DeviceInfo[] {
+    const assets = new Map<DeviceConnector, string[]>();
+    for (const b of this.bindings.values()) assets.set(b.connector, [...(assets.get(b.connector) ?? []), b.asset]);
+    return [...this.connectors.values()].map((c) => info(c, (assets.get(c) ?? []).sort()));
+  }
+
+  /** Brings the connectors in line with `set`; syncs are serialised. */
+  sync(set: PolicySet): Promise<SyncResult> {
+    const next = this.chain.then(() => this.doSync(set));
+    this.chain = next.catch(() => undefined);
+    return next;
+  }
+
+  /** Syncs now (`ready`) and on every reload of `source`, until `unfollow()`. */
+  follow(source: PolicySource): { ready: Promise<SyncResult>; unfollow: () => void } {
+    const onReload = () => void this.sync(source.current());
+    source.on("reloaded", onReload);
+    return { ready: this.sync(source.current()), unfollow: () => void source.off("reloaded", onReload) };
+  }
+
+  /** Stops every connector; lookups find nothing afterwards. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.chain;
+    this.bindings = new Map();
+    const all = [...this.connectors.values()];
+    this.connectors.clear();
+    await Promise.all(all.map((c) => c.stop()));
+  }
+
+  private async doSync(set: PolicySet): Promise<SyncResult> {
+    const errors: { asset: string; endpoint: string; message: string }[] = [];
+    const unsupported: string[] = [];
+    const started: DeviceConnector[] = [];
+    const bindings = new Map<string, Binding>();
+    const wanted = new Map<string, DeviceConnector>();
+    if (!this.stopped) {
+      for (const asset of set.assets.values()) {
+        const factory = this.factories[asset.protocol];
+        if (!factory) {
+          unsupported.push(asset.id);
+          continue;
+        }
+        let connector: DeviceConnector;
+        try {
+          // Make one to learn the normalised endpoint; an existing one for it wins.
+          const fresh = factory(asset.endpoint);
+          const key = keyOf(fresh);
+          const existing = wanted.get(key) ?? this.connectors.get(key);
+          connector = existing ?? fresh;
+          if (!existing) started.push(fresh);
+          wanted.set(key, connector);
+        } catch (err) {
+          errors.push({ asset: asset.id, endpoint: asset.endpoint, message: err instanceof Error ? err.message : String(err) });
+          continue;
+        }
+        const modbus = connector instanceof ModbusDevice ? Object.freeze({ asset: asset.id, device: connector, unit: asset.unit ?? 1 }) : undefined;
+        bindings.set(asset.id, { asset: asset.id, connector, modbus });
+      }
+    }
+    for (const c of started) {
+      if (c instanceof EventEmitter) c.on("state", () => this.emit("state", info(c, this.assetsOf(c))));
+      await c.start();
+    }
+    const gone = [...this.connectors].filter(([key]) => !wanted.has(key));
+    const kept = [...this.connectors.keys()].filter((key) => wanted.has(key));
+    this.connectors.clear();
+    for (const [key, c] of wanted) this.connectors.set(key, c);
+    this.bindings = bindings;
+    await Promise.all(gone.map(([, c]) => c.stop()));
+    const result: SyncResult = { revision: set.revision, started: started.map(keyOf), stopped: gone.map(([key]) => key), kept, unsupported, errors };
+    this.emit("synced", result);
+    return result;
+  }
+
+  private assetsOf(c: DeviceConnector): string[] {
+    return [...this.bindings.values()].filter((b) => b.connector === c).map((b) => b.asset).sort();
+  }
+}
+
+function keyOf(c: DeviceConnector): string {
+  return `${c.protocol} ${c.endpoint}`;
+}
+
+function info(c: DeviceConnector, assets: readonly string[]): DeviceInfo {
+  return { protocol: c.protocol, endpoint: c.endpoint, state: c.state(), assets };
+}
