@@ -1,6 +1,7 @@
 // A group-commit batch: the records chained since the last write, as the UTF-8 bytes that
 // will be written (encoded as each record is chained, so committing is one write of a
 // ready buffer), and the one promise all of their `durable`s are.
+import type { SyslogRecord } from "./syslog.js";
 
 export interface Batch {
   /** The batch's lines, UTF-8, encoded as they are chained: no join and re-encode at commit. */
@@ -17,15 +18,7 @@ export interface Batch {
 }
 
 /** What an export (syslog) needs of a written record besides its line. */
-export interface ExportedRecord {
-  readonly type: string;
-  readonly seq: number;
-  readonly id: string;
-  readonly time: string;
-  readonly hash: string;
-  readonly decision?: string;
-  readonly [k: string]: unknown;
-}
+export type ExportedRecord = SyslogRecord;
 
 export function newBatch(): Batch {
   let resolve!: () => void;
