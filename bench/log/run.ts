@@ -8,7 +8,7 @@ import path from "node:path";
 import { setImmediate as yieldToIo } from "node:timers/promises";
 import { generateKeyPair } from "jose";
 import type { DecisionBody } from "../../src/audit/record.js";
-import { chainHash, jcs } from "../../src/audit/record.js";
+import { canonicalJson, chainHash, jcs } from "../../src/audit/record.js";
 import { DecisionLog } from "../../src/audit/writer.js";
 import type { WriterSettings } from "../../src/audit/writer.js";
 import type { SigningKeyInput } from "../../src/audit/checkpoint.js";
@@ -18,7 +18,16 @@ const RECORDS = Number(process.env["BENCH_RECORDS"] ?? 300_000);
 const BURST = 256;
 
 /** A handful of realistic decisions: historian reads and MES writes with values. */
-const BODIES: DecisionBody[] = Array.from({ length: 8 }, (_, i) => ({
+/** Objects with their keys in code-point order, as decisionBody() builds the records it logs. */
+function inKeyOrder<T>(v: T): T {
+  if (v === null || typeof v !== "object") return v;
+  if (Array.isArray(v)) return v.map(inKeyOrder) as T;
+  const out: Record<string, unknown> = {};
+  for (const k of Object.keys(v).sort()) out[k] = inKeyOrder((v as Record<string, unknown>)[k]);
+  return out as T;
+}
+
+const BODIES: DecisionBody[] = Array.from({ length: 8 }, (_, i) => inKeyOrder<DecisionBody>({
   type: "decision",
   decision: i % 5 === 4 ? "deny" : "allow",
   reason: i % 5 === 4 ? "value-out-of-range" : "allowed",
@@ -33,6 +42,7 @@ const BODIES: DecisionBody[] = Array.from({ length: 8 }, (_, i) => ({
   target: i % 2 ? { point: "setpoint", table: "holding", address: 100, count: 1 } : { table: "input", address: 0, count: 3 },
   ...(i % 2 ? { values: [{ point: "setpoint", table: "holding" as const, address: 100, raw: [50 + i], value: 50 + i }] } : {}),
 }));
+
 
 function settings(dir: string, durability: "group" | "strict", syncMs = 20): WriterSettings {
   return { dir, syncMs, durability, onFailure: "deny", segmentBytes: 64 << 20, segmentMaxAgeSec: 86_400, checkpointEvery: { records: 1000, seconds: 60 } };
@@ -113,7 +123,7 @@ function breakdown(): string {
   const rec = (i: number) => Object.assign({ v: 1, seq: i, id: "0b0e6f3c-8a4c-4f53-9d0f-0f4b7b0d2a11", time: "2026-03-04T10:00:00.123456Z", prev: "0".repeat(64) }, BODIES[i % BODIES.length]);
   const canonical = jcs(rec(1));
   time((i) => jcs(rec(i))); // warm-up
-  return `per record: JCS (canonicalize) ${time((i) => jcs(rec(i)))} µs, JSON.stringify ${time((i) => JSON.stringify(rec(i)))} µs, sha256 ${time(() => chainHash("0".repeat(64), canonical))} µs`;
+  return `per record: JCS (canonicalize) ${time((i) => jcs(rec(i)))} µs, canonicalJson (the writer's; fast path for key-ordered records) ${time((i) => canonicalJson(rec(i)))} µs, JSON.stringify ${time((i) => JSON.stringify(rec(i)))} µs, sha256 ${time(() => chainHash("0".repeat(64), canonical))} µs`;
 }
 
 function print(rows: Row[]): void {

@@ -155,11 +155,11 @@ export function isoMicros(ms: number): string {
 /** The subject of a principal as the log names it: never the token or its other claims. */
 export function subjectOf(p: Principal): SubjectRef {
   return {
-    sub: p.sub,
     iss: p.iss,
+    ...(p.tokenId !== undefined && { jti: p.tokenId }),
     roles: [...p.roles],
     ...(p.sessionId !== undefined && { sessionId: p.sessionId }),
-    ...(p.tokenId !== undefined && { jti: p.tokenId }),
+    sub: p.sub,
   };
 }
 
@@ -168,7 +168,7 @@ export function targetOf(op: Operation): TargetRef {
   const t = op.target;
   if (t.kind === "point") return { point: t.point };
   if (t.kind === "node") return { node: t.node };
-  return { table: t.table, address: t.address, count: t.count };
+  return { address: t.address, count: t.count, table: t.table };
 }
 
 // A float32 write can decode to NaN or ±Infinity; JSON has no such numbers, so the log
@@ -180,19 +180,59 @@ function jsonSafe(values: readonly WrittenValue[]): readonly WrittenValue[] {
 
 /** The decision record body for one decided operation: what pep/enforce hands to the log. */
 export function decisionBody(d: Decision, op: Operation, principal: Principal | null, client: ClientRef, target: TargetRef = targetOf(op)): DecisionBody {
-  return {
-    type: "decision",
+  // Keys in code-point order, nested objects too: the writer's canonicalJson() can then use
+  // JSON.stringify as is (see there).
+  const body: Omit<DecisionBody, "zone" | "values"> & { values?: readonly WrittenValue[]; zone?: string | null } = {
+    action: op.action,
+    asset: op.asset,
+    client: sortedClient(client),
     decision: d.effect,
+    mode: d.mode,
+    policyRevision: d.policyRevision,
     reason: d.reason,
     rule: d.rule,
-    policyRevision: d.policyRevision,
-    mode: d.mode,
     subject: principal ? subjectOf(principal) : null,
-    client,
-    asset: op.asset,
-    zone: d.zone ?? null,
-    action: op.action,
     target,
-    ...(d.values !== undefined && d.values.length > 0 && { values: jsonSafe(d.values) }),
+    type: "decision",
   };
+  if (d.values !== undefined && d.values.length > 0) body.values = jsonSafe(d.values);
+  body.zone = d.zone ?? null;
+  return body as DecisionBody;
+}
+
+function sortedClient(c: ClientRef): ClientRef {
+  return {
+    ...(c.address !== undefined && { address: c.address }),
+    ...(c.port !== undefined && { port: c.port }),
+    protocol: c.protocol,
+    transport: c.transport,
+  };
+}
+
+/** Whether every object in `v` already has its keys in code-point order and nothing JSON would drop or JCS would refuse. */
+function canonicallyOrdered(v: unknown): boolean {
+  if (v === null || typeof v !== "object") return typeof v !== "number" || Number.isFinite(v);
+  if (Array.isArray(v)) {
+    for (const x of v) if (x === undefined || !canonicallyOrdered(x)) return false;
+    return true;
+  }
+  let prev: string | undefined;
+  for (const k in v) {
+    if (prev !== undefined && !(prev < k)) return false;
+    const x = (v as Record<string, unknown>)[k];
+    if (x === undefined || typeof x === "function" || !canonicallyOrdered(x)) return false;
+    prev = k;
+  }
+  return true;
+}
+
+/**
+ * RFC 8785 canonical JSON, fast: JCS serializes strings and numbers exactly as ECMAScript's
+ * JSON.stringify does and orders object keys by code point, so for a value whose objects are
+ * already in that order JSON.stringify's output *is* the JCS text. Anything else goes through
+ * the canonicalize library (jcs). test/audit/record.test.ts checks the two agree; verify
+ * always recomputes with the library.
+ */
+export function canonicalJson(v: unknown): string {
+  return canonicallyOrdered(v) ? JSON.stringify(v) : jcs(v);
 }

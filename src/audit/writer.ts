@@ -25,7 +25,10 @@ import type { Action } from "../pdp/operation.js";
 import type { SignedHead, SigningKeyInput } from "./checkpoint.js";
 import { prepareSigningKey, signHead, writeHeadFile } from "./checkpoint.js";
 import type { AnyBody, RecordBody } from "./record.js";
-import { GENESIS_PREV, LOG_FORMAT_VERSION, chainHash, isoMicros, jcs } from "./record.js";
+import { GENESIS_PREV, LOG_FORMAT_VERSION, canonicalJson, chainHash, isoMicros } from "./record.js";
+
+/** The envelope fields the writer adds, in code-point order. */
+const ENVELOPE_KEYS = ["id", "prev", "seq", "time", "v"] as const;
 import type { Batch } from "./batch.js";
 import { newBatch, put } from "./batch.js";
 import type { ExportedRecord } from "./batch.js";
@@ -280,14 +283,19 @@ export class DecisionLog extends EventEmitter<DecisionLogEvents> {
 
   private chain(seq: number, id: string, time: string, body: AnyBody): void {
     const prev = this.headHash;
-    // Object.assign, not spread: V8 spreads a many-keyed object ~30x slower (measured).
-    const record: Record<string, unknown> = Object.assign({}, body as unknown as Record<string, unknown>);
-    record["v"] = LOG_FORMAT_VERSION;
-    record["seq"] = seq;
-    record["id"] = id;
-    record["time"] = time;
-    record["prev"] = prev;
-    const canonical = jcs(record);
+    // The envelope's keys merged into the body's in code-point order, so that canonicalJson()
+    // can take its fast path when the body is built in order (decisionBody is).
+    const fields = body as unknown as Record<string, unknown>;
+    const record: Record<string, unknown> = {};
+    let e = 0;
+    const envelope = ENVELOPE_KEYS;
+    const values = [id, prev, seq, time, LOG_FORMAT_VERSION];
+    for (const k in fields) {
+      while (e < envelope.length && (envelope[e] as string) < k) record[envelope[e] as string] = values[e++];
+      record[k] = fields[k];
+    }
+    while (e < envelope.length) record[envelope[e] as string] = values[e++];
+    const canonical = canonicalJson(record);
     const hash = chainHash(prev, canonical);
     this.headHash = hash;
     this.chainedSeq = seq;

@@ -283,14 +283,13 @@ function writtenValues(asset: Asset, op: Operation): WrittenValue[] {
   const out: WrittenValue[] = [];
   const range = op.target.kind === "range";
   walk(asset, op, (point, table, address, node, offset) => {
+    // Keys in code-point order: the decision log can then serialize it canonically as is.
     const v: { -readonly [K in keyof WrittenValue]: WrittenValue[K] } = {};
-    if (point) v.point = point.name;
-    if (table !== undefined) {
-      v.table = table;
-      v.address = address;
-    }
+    if (table !== undefined) v.address = address;
     if (node !== undefined) v.node = node;
+    if (point) v.point = point.name;
     if (op.raw) v.raw = range ? op.raw.slice(offset, offset + (point?.size ?? 1)) : op.raw;
+    if (table !== undefined) v.table = table;
     const value = elementValue(op, point, offset);
     if (value !== undefined) v.value = value;
     out.push(v);

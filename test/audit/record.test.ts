@@ -58,3 +58,34 @@ t.test("decisionBody: subject by claims and ids only, target and values as decid
   t.same(targetOf({ asset: "x", action: "read", target: { kind: "node", node: "ns=2;s=Speed" } }), { node: "ns=2;s=Speed" });
   t.same(targetOf({ asset: "x", action: "read", target: { kind: "point", point: "speed" } }), { point: "speed" });
 });
+
+t.test("canonicalJson is the JCS text, on its fast path and off it", async (t) => {
+  const { canonicalJson } = await import("../../src/audit/record.js");
+  const { loadPolicyDir } = await import("../../src/policy/load.js");
+  const { decide } = await import("../../src/pdp/evaluate.js");
+  const set = (await loadPolicyDir(new URL("../../policies", import.meta.url).pathname)).set!;
+  const who: Principal = { sub: "mes-1", iss: "ztgate-dev", roles: ["mes", "historian"], claims: {}, sessionId: "s", tokenId: "j", via: "lease" };
+  let fast = 0;
+  let n = 0;
+  // Real decisions through the real core: reads, writes of every type, denials.
+  const ops = [
+    { asset: "boiler-plc", action: "read" as const, target: { kind: "range" as const, table: "input" as const, address: 0, count: 3 } },
+    { asset: "boiler-plc", action: "write" as const, target: { kind: "range" as const, table: "holding" as const, address: 100, count: 2 }, raw: [50, 1] },
+    { asset: "boiler-plc", action: "write" as const, target: { kind: "point" as const, point: "burner_on" }, value: true },
+    { asset: "packaging-line", action: "write" as const, target: { kind: "point" as const, point: "speed" }, value: 99.5 },
+    { asset: "packaging-line", action: "write" as const, target: { kind: "point" as const, point: "speed" }, value: Number.NaN },
+  ];
+  for (const op of ops) {
+    for (const client of [{ address: "127.0.0.1", port: 1, protocol: "modbus" as const, transport: "tcp" }, { transport: "tls", protocol: "opcua" as const, port: 2, address: "::1" }]) {
+      const body = decisionBody(decide(set, op, who, { now: 0 }), op, who, client);
+      const rec = { ...body, v: 1, seq: ++n, id: `id-${n}`, time: "2026-01-01T00:00:00.000000Z", prev: GENESIS_PREV };
+      t.equal(canonicalJson(rec), jcs(rec), `${op.action} ${JSON.stringify(op.target)}`);
+      if (canonicalJson(body) === JSON.stringify(body)) fast++;
+    }
+  }
+  t.equal(fast, n, "decision bodies are built in canonical order (the fast path is taken)");
+  // Off the fast path: unordered keys, nested and in arrays, unicode keys, numbers.
+  const odd = [{ b: 1, a: { d: [{ z: 1, y: 2 }], c: "é" } }, { "é": 1, e: 2, "10": 3, "9": 4 }, { a: 1e21, b: -0, c: 0.1 + 0.2 }, [3, { b: null, a: true }]];
+  for (const v of odd) t.equal(canonicalJson(v), jcs(v), JSON.stringify(v));
+  t.throws(() => canonicalJson({ a: Number.POSITIVE_INFINITY }), "non-finite numbers are refused as JCS refuses them");
+});
