@@ -1,6 +1,9 @@
 // Composition root: load config, build the parts, start them in order, stop in reverse.
 // Order: keys → policy → decision log → identity (verifier, revocations, sessions) →
-// enforcement path → (fronts, as they land). Every policy change and session event is logged.
+// enforcement path → simulated plant (if configured) → devices → Modbus fronts → HTTP API.
+// Every policy change and session event is logged.
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
 import { pino } from "pino";
 import type { Logger } from "pino";
 import type { GatewayConfig } from "./config/schema.js";
@@ -15,7 +18,16 @@ import { DecisionLog } from "./audit/writer.js";
 import { readSigningKey } from "./audit/checkpoint.js";
 import type { RecordBody, SessionBody } from "./audit/record.js";
 import { Enforcer } from "./pep/enforce.js";
+import { SyslogExporter, syslogOptions } from "./audit/syslog.js";
 import { TokenBucketRates } from "./pdp/conditions/rate.js";
+import { KEY_FILES } from "./auth/keys.js";
+import { SimulatedPlc } from "./sim/plc.js";
+import { DeviceRegistry } from "./devices/registry.js";
+import { ModbusFront } from "./fronts/modbus.js";
+import type { FrontAddress } from "./fronts/modbus.js";
+import { buildHttpApp } from "./fronts/http/app.js";
+import type { HttpApp } from "./fronts/http/app.js";
+import { gatewayDecisionLog } from "./fronts/http/decisions.js";
 
 export interface Gateway {
   readonly config: GatewayConfig;
@@ -25,6 +37,13 @@ export interface Gateway {
   readonly revocations: RevocationList;
   readonly sessions: SessionRegistry;
   readonly enforcer: Enforcer;
+  readonly devices: DeviceRegistry;
+  /** One per `modbus.listeners` entry, started. */
+  readonly modbus: readonly ModbusFront[];
+  /** The HTTP API and where it listens (absent with `http.enabled: false`). */
+  readonly http?: { readonly app: HttpApp; readonly address: FrontAddress; readonly tls: boolean };
+  /** The simulated PLC (with `sim.modbus.enabled`). */
+  readonly plc?: SimulatedPlc;
   stop(): Promise<void>;
 }
 
@@ -54,6 +73,16 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     if (decisions.recovered.torn) log.warn({ torn: decisions.recovered.torn }, "decision log: a torn last line was moved aside; the chain resumes from the last whole record");
     decisions.on("unavailable", (e) => log.error({ err: e.message }, "decision log cannot be written: operations are denied (audit-unavailable)"));
     decisions.on("available", () => log.info("decision log writable again"));
+    const syslogSettings = syslogOptions(config.log.syslog, "/");
+    if (syslogSettings) {
+      const exporter = new SyslogExporter(syslogSettings);
+      exporter.on("connected", (i) => log.info(i, "syslog collector connected"));
+      exporter.on("disconnected", (i) => log.warn({ err: i.error?.message, retryInMs: i.retryInMs }, "syslog collector unreachable; spooling"));
+      exporter.on("dropped", (i) => log.error(i, "syslog spool full: oldest messages dropped (the local log keeps them)"));
+      await exporter.start();
+      decisions.exportTo((r, line) => exporter.send(r, line));
+      stops.push(() => exporter.stop());
+    }
     const audit = (body: RecordBody) => {
       try {
         decisions.append(body).durable.catch(() => undefined);
@@ -90,7 +119,63 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     });
 
     const enforcer = new Enforcer({ policy: () => policy.current(), log: decisions, rates: new TokenBucketRates() });
-    return { config, policy, log: decisions, verifier, revocations, sessions, enforcer, stop };
+
+    let plc: SimulatedPlc | undefined;
+    const sim = config.sim.modbus;
+    if (sim.enabled) {
+      const started = new SimulatedPlc({ scanMs: sim.scanMs });
+      const port = await started.start({ host: sim.host, port: sim.port, unitId: sim.unitId });
+      stops.push(() => started.stop());
+      plc = started;
+      log.info({ address: `${sim.host}:${port}`, unit: sim.unitId }, "simulated Modbus PLC listening");
+    }
+
+    const devices = new DeviceRegistry({ modbus: config.modbus.upstream });
+    stops.push(() => devices.stop());
+    devices.on("state", (d) => log.info({ endpoint: d.endpoint, state: d.state, assets: d.assets }, "device connection state"));
+    const following = devices.follow(policy);
+    stops.push(() => following.unfollow());
+    const synced = await following.ready;
+    for (const e of synced.errors) log.error({ asset: e.asset, endpoint: e.endpoint, err: e.message }, "asset has no device connection (answered 0A)");
+
+    const pem = (file: string) => readFile(join(config.keys.dir, file), "utf8");
+    const listeners = config.modbus.listeners;
+    const tls = listeners.some((l) => l.mode === "mtls") ? { key: await pem(KEY_FILES.serverKey), cert: await pem(KEY_FILES.serverCert), ca: await pem(KEY_FILES.caCert) } : undefined;
+    const modbus: ModbusFront[] = [];
+    for (const listener of listeners) {
+      const front = new ModbusFront({ listener, policy: () => policy.current(), enforcer, sessions, devices, log, audit, ...(tls && { tls }) });
+      await front.start();
+      stops.push(() => front.stop());
+      modbus.push(front);
+    }
+
+    let http: Gateway["http"];
+    if (config.http.enabled) {
+      const app = buildHttpApp({
+        verifier,
+        sessions,
+        gatewayRoles: config.gateway,
+        log,
+        decisions: gatewayDecisionLog({
+          append: (body) => {
+            const a = decisions.append(body);
+            a.durable.catch(() => undefined);
+            return a;
+          },
+          revision: () => policy.current().revision,
+          onError: (e) => log.error({ err: (e as Error).message }, "decision log refused a record"),
+        }),
+        ...(config.http.tls && { https: { key: await pem(KEY_FILES.serverKey), cert: await pem(KEY_FILES.serverCert) } }),
+        bodyLimit: config.http.bodyLimit,
+      });
+      stops.push(() => app.close());
+      await app.listen({ host: config.http.host, port: config.http.port });
+      const a = app.server.address() as { address: string; port: number };
+      http = { app, address: { host: a.address, port: a.port }, tls: config.http.tls };
+      log.info({ address: `${config.http.tls ? "https" : "http"}://${a.address}:${a.port}` }, "HTTP API listening");
+    }
+
+    return { config, policy, log: decisions, verifier, revocations, sessions, enforcer, devices, modbus, ...(http && { http }), ...(plc && { plc }), stop };
   } catch (e) {
     await stop();
     throw e;

@@ -63,7 +63,8 @@ export function parseConfig(file: string, text: string): GatewayConfig {
   const diagnostics = sortDiagnostics(source.validate(validate, data));
   if (diagnostics.length > 0) fail(file, diagnostics);
   const issuerErrors = issuerDiagnostics(source, (data as { issuers: IssuerInput[] }).issuers);
-  if (issuerErrors.length > 0) fail(file, issuerErrors);
+  const listenerErrors = listenerDiagnostics(source, (data as { modbus: { listeners: ListenerInput[] } }).modbus.listeners);
+  if (issuerErrors.length + listenerErrors.length > 0) fail(file, sortDiagnostics([...issuerErrors, ...listenerErrors]));
 
   const config = data as { policy: { dir: string }; log: { dir: string; keyFile: string }; keys: { dir: string }; issuers: IssuerInput[] };
   const base = dirname(resolve(file));
@@ -75,6 +76,11 @@ export function parseConfig(file: string, text: string): GatewayConfig {
   config.policy.dir = resolve(base, config.policy.dir);
   config.log.dir = resolve(base, config.log.dir);
   config.log.keyFile = resolve(base, config.log.keyFile);
+  const syslog = (config.log as { syslog?: { spoolDir: string; tls: { ca: string; cert: string; key: string } } }).syslog;
+  if (syslog) {
+    syslog.spoolDir = resolve(base, syslog.spoolDir);
+    for (const k of ["ca", "cert", "key"] as const) if (syslog.tls[k] !== "") syslog.tls[k] = resolve(base, syslog.tls[k]);
+  }
   return deepFreeze(config as unknown as GatewayConfig);
 }
 
@@ -121,6 +127,23 @@ function issuerDiagnostics(source: YamlSource, issuers: IssuerInput[]): Diagnost
     }
     if (seen.has(i.issuer)) out.push(source.diag(["issuers", n, "issuer"], `issuers[${n}].issuer: "${i.issuer}" is listed twice`));
     seen.add(i.issuer);
+  });
+  return out;
+}
+
+type ListenerInput = { name: string; host: string; port: number };
+
+/** Listener names are unique (a policy's front.listener picks one), and so are their addresses. */
+function listenerDiagnostics(source: YamlSource, listeners: ListenerInput[]): Diagnostic[] {
+  const out: Diagnostic[] = [];
+  const names = new Set<string>();
+  const addresses = new Set<string>();
+  listeners.forEach((l, n) => {
+    if (names.has(l.name)) out.push(source.diag(["modbus", "listeners", n, "name"], `modbus.listeners[${n}].name: "${l.name}" is listed twice`));
+    names.add(l.name);
+    const at = `${l.host}:${l.port}`;
+    if (l.port !== 0 && addresses.has(at)) out.push(source.diag(["modbus", "listeners", n, "port"], `modbus.listeners[${n}].port: ${at} is used by another listener`));
+    addresses.add(at);
   });
   return out;
 }

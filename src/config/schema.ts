@@ -145,6 +145,102 @@ export const KeysSettingsSchema = Type.Object(
   { additionalProperties: false, default: {} },
 );
 
+/** A host to listen on: an IP address or a name (127.0.0.1 by default: SPEC §9, nothing on other addresses unless configured). */
+function ListenHost() {
+  return Type.String({ pattern: "^[^\\s/]+$", "x-expected": "a host name or IP address", default: "127.0.0.1", description: "address to listen on" });
+}
+
+/** A TCP port to listen on; 0 picks a free one (tests). */
+function ListenPort(fallback?: number) {
+  return Type.Integer({ minimum: 0, maximum: 65535, ...(fallback !== undefined && { default: fallback }), description: "TCP port; 0 = any free port" });
+}
+
+/** One Modbus front listener (SPEC §3, §5.1): `lease` (plain TCP, a lease per source) or `mtls` (Modbus/TCP Security). */
+export const ModbusListenerSchema = Type.Object(
+  {
+    name: Type.String({
+      pattern: "^[a-z0-9][a-z0-9-]*$",
+      "x-expected": "a name of lowercase letters, digits and dashes",
+      description: "the listener's name; a policy's front.listener picks it",
+    }),
+    mode: Type.Union([Type.Literal("lease"), Type.Literal("mtls")], {
+      "x-expected": "lease or mtls",
+      description: "lease: plain Modbus TCP from sources with a lease (POST /v1/sessions); mtls: TLS with a client certificate carrying the role",
+    }),
+    host: ListenHost(),
+    port: ListenPort(),
+    denyException: Type.Union([Type.Literal(1), Type.Literal(2)], {
+      default: 1,
+      "x-expected": "1 (illegal function) or 2 (illegal data address)",
+      description: "the Modbus exception a denied request is answered with",
+    }),
+    idleTimeoutMs: Type.Integer({ minimum: 100, maximum: 86_400_000, default: 60_000, description: "close a client connection that sends nothing for this long" }),
+    maxConnections: Type.Integer({ minimum: 1, maximum: 100_000, default: 1000, description: "client connections open at once; more are closed at once" }),
+  },
+  { additionalProperties: false },
+);
+
+const DEFAULT_MODBUS_LISTENERS = [
+  { name: "lease", mode: "lease", host: "127.0.0.1", port: 5020, denyException: 1, idleTimeoutMs: 60_000, maxConnections: 1000 },
+  { name: "mtls", mode: "mtls", host: "127.0.0.1", port: 8020, denyException: 1, idleTimeoutMs: 60_000, maxConnections: 1000 },
+];
+
+/** The upstream side: how the gateway talks to each Modbus device (SPEC §5.1). */
+export const ModbusUpstreamSchema = Type.Object(
+  {
+    maxConnections: Type.Integer({ minimum: 1, maximum: 64, default: 1, description: "connections per device, shared by every client (many PLCs accept only a few)" }),
+    maxInFlight: Type.Integer({ minimum: 1, maximum: 1024, default: 32, description: "requests pipelined per device connection (1 for devices that cannot pipeline)" }),
+    maxQueue: Type.Integer({ minimum: 0, maximum: 100_000, default: 256, description: "requests waiting for a device connection; more are answered 0A" }),
+    timeoutMs: Type.Integer({ minimum: 1, maximum: 60_000, default: 1000, description: "a request not answered in this time (queue time included) is answered 0B" }),
+    connectTimeoutMs: Type.Integer({ minimum: 1, maximum: 60_000, default: 2000, description: "how long one connection attempt may take" }),
+    backoff: Type.Object(
+      {
+        initialMs: Type.Integer({ minimum: 1, maximum: 60_000, default: 100, description: "first reconnect delay" }),
+        maxMs: Type.Integer({ minimum: 1, maximum: 3_600_000, default: 5000, description: "longest reconnect delay" }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+  },
+  { additionalProperties: false, default: {} },
+);
+
+export const ModbusSettingsSchema = Type.Object(
+  {
+    listeners: Type.Array(ModbusListenerSchema, { default: DEFAULT_MODBUS_LISTENERS, description: "the Modbus front listeners; [] = none" }),
+    upstream: ModbusUpstreamSchema,
+  },
+  { additionalProperties: false, default: {} },
+);
+
+/** The simulated plant run in-process (SPEC §2.1): for the demo and the tests, never in production. */
+export const SimSettingsSchema = Type.Object(
+  {
+    modbus: Type.Object(
+      {
+        enabled: Type.Boolean({ default: true, description: "run the simulated boiler PLC (the device behind boiler-plc)" }),
+        host: ListenHost(),
+        port: ListenPort(15020),
+        unitId: Type.Integer({ minimum: 1, maximum: 247, default: 1, description: "the PLC's unit id" }),
+        scanMs: Type.Integer({ minimum: 0, maximum: 60_000, default: 100, description: "the process moves every this many ms; 0 = frozen" }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+  },
+  { additionalProperties: false, default: {} },
+);
+
+/** The HTTP API (SPEC §5.3): HTTPS with the server certificate of keys.dir. */
+export const HttpSettingsSchema = Type.Object(
+  {
+    enabled: Type.Boolean({ default: true, description: "serve the HTTP API" }),
+    host: ListenHost(),
+    port: ListenPort(8443),
+    tls: Type.Boolean({ default: true, description: "HTTPS with keys.dir/server.pem and server.key.pem; false: plain HTTP (behind a TLS-terminating proxy only)" }),
+    bodyLimit: Type.Integer({ minimum: 1024, maximum: 10 * 1024 * 1024, default: 65_536, description: "largest request body accepted, bytes; larger ones get 413" }),
+  },
+  { additionalProperties: false, default: {} },
+);
+
 /** Asymmetric JWS algorithms only: an HMAC algorithm would turn a public key into a shared secret. */
 export const TOKEN_ALGORITHMS = ["EdDSA", "Ed25519", "ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"] as const;
 export type TokenAlgorithm = (typeof TOKEN_ALGORITHMS)[number];
@@ -190,6 +286,9 @@ export const GatewayConfigSchema = Type.Object(
     log: Type.Optional(LogSettingsSchema),
     keys: Type.Optional(KeysSettingsSchema),
     issuers: Type.Optional(Type.Array(IssuerSchema, { default: DEV_ISSUERS, description: "trusted token issuers (SPEC §3)" })),
+    modbus: Type.Optional(ModbusSettingsSchema),
+    sim: Type.Optional(SimSettingsSchema),
+    http: Type.Optional(HttpSettingsSchema),
   },
   { additionalProperties: false },
 );
@@ -223,3 +322,12 @@ export type SyslogSettings = Filled<Static<typeof SyslogSettingsSchema>>;
 
 /** The `log:` section as the decision log runs on it. */
 export type LogSettings = Filled<Omit<Static<typeof LogSettingsSchema>, "syslog">> & { readonly syslog?: SyslogSettings };
+
+/** One entry of `modbus.listeners` as a front runs on it. */
+export type ModbusListenerSettings = Filled<Static<typeof ModbusListenerSchema>>;
+
+/** `modbus.upstream`: the options of every Modbus device connector. */
+export type ModbusUpstreamSettings = Filled<Static<typeof ModbusUpstreamSchema>>;
+
+/** The `http:` section. */
+export type HttpSettings = Filled<Static<typeof HttpSettingsSchema>>;

@@ -56,3 +56,45 @@ t.test("the pdp does not read the clock or randomness", async (t) => {
     t.notMatch(text, /Date\.now\(|new Date\(\)|Math\.random\(|performance\.now\(/, `${path.relative(src, f)} reads the clock or randomness`);
   }
 });
+
+/**
+ * The IT side (fronts) and the OT side (devices, the simulated plant) meet only in pep and auth
+ * (STYLE.md): the OT side knows nothing of fronts, of the enforcement path or of the CLI, and
+ * no front reaches into the simulated plant or the CLI, nor into another protocol's front.
+ */
+const FORBIDDEN: Record<string, readonly string[]> = {
+  devices: ["fronts", "pep", "cli", "main.ts"],
+  sim: ["fronts", "pep", "devices", "cli", "main.ts"],
+  fronts: ["sim", "cli", "main.ts"],
+  pep: ["fronts", "devices", "sim", "cli", "main.ts"],
+  auth: ["fronts", "devices", "sim", "pep", "cli", "main.ts"],
+};
+
+for (const [layer, forbidden] of Object.entries(FORBIDDEN)) {
+  t.test(`src/${layer} imports none of ${forbidden.join(", ")}`, async (t) => {
+    const list = await files(path.join(src, layer));
+    if (layer === "fronts") t.ok(list.length >= 3, "the fronts have sources to check");
+    for (const f of list) {
+      const rel = path.relative(src, f);
+      for (const spec of importsOf(await readFile(f, "utf8"))) {
+        if (!spec.startsWith(".")) continue;
+        const target = path.relative(src, path.resolve(path.dirname(f), spec)).split(path.sep)[0] as string;
+        t.notOk(forbidden.includes(target.replace(/\.js$/, ".ts")), `${rel} imports ${spec} (${target})`);
+      }
+    }
+  });
+}
+
+t.test("a front of one protocol never imports another protocol's front", async (t) => {
+  for (const f of await files(path.join(src, "fronts"))) {
+    const rel = path.relative(src, f);
+    const own = rel.startsWith(`fronts${path.sep}http`) ? "http" : "modbus";
+    for (const spec of importsOf(await readFile(f, "utf8"))) {
+      if (!spec.startsWith(".")) continue;
+      const target = path.relative(src, path.resolve(path.dirname(f), spec));
+      if (!target.startsWith(`fronts${path.sep}`)) continue;
+      const theirs = target.startsWith(`fronts${path.sep}http`) ? "http" : "modbus";
+      t.equal(theirs, own, `${rel} imports ${spec}`);
+    }
+  }
+});

@@ -119,7 +119,12 @@ function started(t: Test, ...args: string[]): Ztgate {
 /** A config in a fresh directory whose policy.dir is a copy of the repository's policies. */
 function gatewayDir(t: Test, watch: boolean): { config: string; boiler: string } {
   const dir = t.testdir({
-    "gateway.yaml": ["policy:", "  dir: policies", `  watch: ${watch}`, "  debounceMs: 50", ""].join("\n"),
+    "gateway.yaml": [
+      "policy:", "  dir: policies", `  watch: ${watch}`, "  debounceMs: 50",
+      // Free ports: these tests must not need (nor take) the default ones.
+      "modbus:", "  listeners:", "    - { name: lease, mode: lease, port: 0 }", "    - { name: mtls, mode: mtls, port: 0 }",
+      "sim:", "  modbus: { port: 0 }", "http:", "  port: 0", "",
+    ].join("\n"),
     policies: { "boiler-plc.yaml": BOILER, "packaging-line.yaml": PACKAGING },
   });
   return { config: join(dir, "gateway.yaml"), boiler: join(dir, "policies", "boiler-plc.yaml") };

@@ -48,6 +48,19 @@ const identityDefaults = (dir: string) => ({
   ],
 });
 
+/** The `modbus:`, `sim:` and `http:` defaults: SPEC §2.1's addresses, all on 127.0.0.1. */
+const frontDefaults = () => ({
+  modbus: {
+    listeners: [
+      { name: "lease", mode: "lease", host: "127.0.0.1", port: 5020, denyException: 1, idleTimeoutMs: 60000, maxConnections: 1000 },
+      { name: "mtls", mode: "mtls", host: "127.0.0.1", port: 8020, denyException: 1, idleTimeoutMs: 60000, maxConnections: 1000 },
+    ],
+    upstream: { maxConnections: 1, maxInFlight: 32, maxQueue: 256, timeoutMs: 1000, connectTimeoutMs: 2000, backoff: { initialMs: 100, maxMs: 5000 } },
+  },
+  sim: { modbus: { enabled: true, host: "127.0.0.1", port: 15020, unitId: 1, scanMs: 100 } },
+  http: { enabled: true, host: "127.0.0.1", port: 8443, tls: true, bodyLimit: 65536 },
+});
+
 /** `line:col message` of every diagnostic, in order. */
 const where = (err: ZtError) => err.diagnostics.map((d) => `${d.line}:${d.col} ${d.message}`);
 
@@ -58,6 +71,7 @@ t.test("defaults fill every section and key left out", async (t) => {
     gateway: { adminRoles: ["admin"], auditorRoles: ["auditor"] },
     log: logDefaults(dir),
     ...identityDefaults(dir),
+    ...frontDefaults(),
   });
 });
 
@@ -71,6 +85,7 @@ t.test("an empty file is all defaults", async (t) => {
         gateway: { adminRoles: ["admin"], auditorRoles: ["auditor"] },
         log: logDefaults(dir),
         ...identityDefaults(dir),
+        ...frontDefaults(),
       },
       JSON.stringify(text),
     );
@@ -297,4 +312,36 @@ t.test("the repository's own gateway.yaml loads and states the defaults", async 
   const config = await loadConfig(file);
   t.same(config, parseConfig(file, ""));
   t.equal(config.policy.dir, join(file, "..", "policies"));
+});
+
+t.test("modbus listeners: defaults per entry, unique names and addresses, checked values", async (t) => {
+  const config = await load(
+    t.testdir(withConfig("modbus:", "  listeners:", "    - { name: plant, mode: lease, port: 0 }", "  upstream: { timeoutMs: 250 }", "sim:", "  modbus: { enabled: false }", "http:", "  tls: false")),
+  );
+  t.same(config.modbus.listeners, [{ name: "plant", mode: "lease", host: "127.0.0.1", port: 0, denyException: 1, idleTimeoutMs: 60000, maxConnections: 1000 }]);
+  t.equal(config.modbus.upstream.timeoutMs, 250);
+  t.equal(config.modbus.upstream.maxConnections, 1);
+  t.equal(config.sim.modbus.enabled, false);
+  t.same(config.http, { enabled: true, host: "127.0.0.1", port: 8443, tls: false, bodyLimit: 65536 });
+  t.same((await load(t.testdir(withConfig("modbus:", "  listeners: []")))).modbus.listeners, [], "no listeners: no Modbus front");
+
+  const err = await loadError(
+    t.testdir(
+      withConfig(
+        "modbus:", //                                                  1
+        "  listeners:", //                                             2
+        "    - { name: a, mode: lease, port: 5020 }", //               3
+        "    - { name: a, mode: mtls, port: 5020, denyException: 3 }", // 4
+        "    - { name: B, mode: tls, port: 70000 }", //                5
+      ),
+    ),
+  );
+  t.same(where(err), [
+    "4:57 modbus.listeners[1].denyException: must be 1 (illegal function) or 2 (illegal data address)",
+    "5:15 modbus.listeners[2].name: must be a name of lowercase letters, digits and dashes",
+    "5:24 modbus.listeners[2].mode: must be lease or mtls",
+    "5:35 modbus.listeners[2].port: must be <= 65535",
+  ]);
+  const dup = await loadError(t.testdir(withConfig("modbus:", "  listeners:", "    - { name: a, mode: lease, port: 5020 }", "    - { name: a, mode: mtls, port: 5020 }")));
+  t.same(where(dup), ['4:15 modbus.listeners[1].name: "a" is listed twice', "4:36 modbus.listeners[1].port: 127.0.0.1:5020 is used by another listener"]);
 });

@@ -1,0 +1,55 @@
+// startGateway as `ztgate start` runs it: the simulated PLC in-process, plain HTTP when asked,
+// and a start that fails half-way stops whatever it had started.
+import t from "tap";
+import type { Test } from "tap";
+import { once } from "node:events";
+import { readFileSync } from "node:fs";
+import http from "node:http";
+import net from "node:net";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { pino } from "pino";
+import { parseConfig } from "../src/config/load.js";
+import { startGateway } from "../src/main.js";
+
+const BOILER = readFileSync(fileURLToPath(new URL("../policies/boiler-plc.yaml", import.meta.url)), "utf8");
+
+function config(t: Test, lines: string[]) {
+  const dir = t.testdir({ "gateway.yaml": ["policy: { dir: policies, watch: false }", ...lines, ""].join("\n"), policies: { "boiler-plc.yaml": BOILER } });
+  const file = join(dir, "gateway.yaml");
+  return parseConfig(file, readFileSync(file, "utf8"));
+}
+
+function get(port: number, path: string): Promise<{ status: number; type: string | undefined }> {
+  return new Promise((resolve, reject) => {
+    http.get({ host: "127.0.0.1", port, path }, (res) => {
+      res.resume();
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, type: res.headers["content-type"] }));
+    }).on("error", reject);
+  });
+}
+
+t.test("the simulated PLC runs in-process; the HTTP API over plain HTTP when tls is off", async (t) => {
+  const gw = await startGateway(
+    config(t, ["modbus: { listeners: [{ name: lease, mode: lease, port: 0 }] }", "sim: { modbus: { port: 0, scanMs: 0 } }", "http: { port: 0, tls: false }"]),
+    pino({ level: "silent" }),
+  );
+  t.teardown(() => gw.stop());
+  const plc = gw.plc?.address();
+  t.match(plc, { host: "127.0.0.1", port: Number }, "the simulated PLC listens");
+  t.equal(gw.modbus.length, 1);
+  t.equal(gw.http?.tls, false);
+  t.same(await get(gw.http?.address.port as number, "/v1/sessions"), { status: 401, type: "application/problem+json; charset=utf-8" });
+  await gw.stop();
+  t.equal(gw.plc?.address(), undefined, "stopped with the gateway");
+  t.equal(gw.modbus[0]?.address(), undefined);
+});
+
+t.test("a start that fails half-way (a port in use) stops what it had started and says why", async (t) => {
+  const busy = net.createServer().listen(0, "127.0.0.1");
+  await once(busy, "listening");
+  t.teardown(() => busy.close());
+  const port = (busy.address() as net.AddressInfo).port;
+  const cfg = config(t, [`modbus: { listeners: [{ name: lease, mode: lease, port: ${port} }] }`, "sim: { modbus: { port: 0 } }", "http: { enabled: false }"]);
+  await t.rejects(startGateway(cfg, pino({ level: "silent" })), { code: "EADDRINUSE" });
+});
