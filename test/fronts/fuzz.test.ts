@@ -10,6 +10,8 @@ import t from "tap";
 import { encodeRequest } from "../../src/wire/pdu.js";
 import type { ModbusRequest } from "../../src/wire/pdu.js";
 import { WireClient, mbap, startHarness } from "./harness.js";
+import { prng } from "../support/prng.js";
+import type { Rng } from "../support/prng.js";
 
 t.setTimeout(600_000);
 
@@ -18,20 +20,6 @@ const FRAMES = Number(process.env["FUZZ_FRAMES"] ?? 100_000);
 const CONNECTIONS = 4;
 const BATCH = 500;
 
-function prng(seed: number) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = Math.imul(a ^ (a >>> 15), 1 | a);
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-  const int = (lo: number, hi: number) => lo + Math.floor(next() * (hi - lo + 1));
-  const pick = <T>(xs: readonly T[]): T => xs[int(0, xs.length - 1)] as T;
-  const bytes = (n: number) => Buffer.from(Array.from({ length: n }, () => int(0, 255)));
-  return { next, int, pick, bytes };
-}
-type Rng = ReturnType<typeof prng>;
 
 /** Addresses near the points of the test policies, so some requests are allowed and reach the PLC. */
 const address = (r: Rng) => (r.next() < 0.7 ? r.pick([0, 1, 2, 3, 100, 101, 200, 201, 210, 211, 300, 350, 399]) : r.int(0, 0xffff));

@@ -14,25 +14,12 @@ import { encodeRequest, LIMITS, parseRequest } from "../../src/wire/pdu.js";
 import type { Bit, ModbusRequest } from "../../src/wire/pdu.js";
 import { encodeException, encodeResponse, parseResponse } from "../../src/wire/response.js";
 import { toOperations } from "../../src/wire/operations.js";
+import { prng } from "../support/prng.js";
+import type { Rng } from "../support/prng.js";
 
 const SEED = Number(process.env.FUZZ_SEED ?? 0x2eed5) >>> 0;
 const ITERATIONS = Number(process.env.FUZZ_ITERATIONS ?? 100_000);
 
-/** mulberry32: small, fast, good enough to drive a fuzzer, and reproducible. */
-function prng(seed: number) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = Math.imul(a ^ (a >>> 15), 1 | a);
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-  const int = (lo: number, hi: number) => lo + Math.floor(next() * (hi - lo + 1));
-  const pick = <T>(xs: readonly T[]): T => xs[int(0, xs.length - 1)] as T;
-  const bytes = (n: number) => Buffer.from(Array.from({ length: n }, () => int(0, 255)));
-  return { next, int, pick, bytes };
-}
-type Rng = ReturnType<typeof prng>;
 
 /** A quantity in 1..max, often at the edges. */
 function quantity(r: Rng, max: number): number {
