@@ -2,6 +2,7 @@
 // is durable; it is killed mid-stream, twice (the second child reopens the log the first left).
 // After the restart the log verifies and every acknowledged record is there.
 import { spawn } from "node:child_process";
+import { childEnv } from "../support/child-env.js";
 import { writeFileSync } from "node:fs";
 import path from "node:path";
 import { createInterface } from "node:readline";
@@ -19,7 +20,7 @@ const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 /** Runs the writer child until it has acknowledged `acks` more records, then SIGKILLs it. */
 function runAndKill(dir: string, keyFile: string, acks: number): Promise<{ startedAt: number; acked: number }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["--import", "tsx", FIXTURE, dir, keyFile], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, ["--import", "tsx", FIXTURE, dir, keyFile], { cwd: ROOT, env: childEnv(), stdio: ["ignore", "pipe", "pipe"] });
     let startedAt = -1;
     let acked = 0;
     let stderr = "";

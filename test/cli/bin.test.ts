@@ -1,5 +1,6 @@
 // bin/ztgate.js as a user runs it: a real process, real exit codes, real signals.
 import { spawn } from "node:child_process";
+import { childEnv } from "../support/child-env.js";
 import type { ChildProcess } from "node:child_process";
 import { readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -29,7 +30,7 @@ class Ztgate {
   constructor(args: string[]) {
     this.child = spawn(process.execPath, [BIN, ...args], {
       cwd: ROOT,
-      env: { ...process.env, ZTGATE_LOG_LEVEL: "info" },
+      env: childEnv({ ZTGATE_LOG_LEVEL: "info" }),
       stdio: ["ignore", "pipe", "pipe"],
     });
     this.child.stdout?.setEncoding("utf8").on("data", (d: string) => {
