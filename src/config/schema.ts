@@ -212,6 +212,27 @@ export const ModbusSettingsSchema = Type.Object(
   { additionalProperties: false, default: {} },
 );
 
+/** The OPC UA front (SPEC §5.2): a node-opcua server with one folder per asset. Owned by fronts/opcua. */
+export const OpcuaFrontSchema = Type.Object(
+  {
+    enabled: Type.Boolean({ default: true, description: "serve the OPC UA front" }),
+    host: ListenHost(),
+    port: ListenPort(4840),
+  },
+  { additionalProperties: false, default: {} },
+);
+
+/** How the gateway talks to each upstream OPC UA server (SPEC §5.2). Owned by devices/opcua. */
+export const OpcuaUpstreamSchema = Type.Object({}, { additionalProperties: false, default: {} });
+
+export const OpcuaSettingsSchema = Type.Object(
+  {
+    front: OpcuaFrontSchema,
+    upstream: OpcuaUpstreamSchema,
+  },
+  { additionalProperties: false, default: {} },
+);
+
 /** The simulated plant run in-process (SPEC §2.1): for the demo and the tests, never in production. */
 export const SimSettingsSchema = Type.Object(
   {
@@ -222,6 +243,14 @@ export const SimSettingsSchema = Type.Object(
         port: ListenPort(15020),
         unitId: Type.Integer({ minimum: 1, maximum: 247, default: 1, description: "the PLC's unit id" }),
         scanMs: Type.Integer({ minimum: 0, maximum: 60_000, default: 100, description: "the process moves every this many ms; 0 = frozen" }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    opcua: Type.Object(
+      {
+        enabled: Type.Boolean({ default: true, description: "run the simulated packaging line OPC UA server (the device behind packaging-line)" }),
+        host: ListenHost(),
+        port: ListenPort(14840),
       },
       { additionalProperties: false, default: {} },
     ),
@@ -287,6 +316,7 @@ export const GatewayConfigSchema = Type.Object(
     keys: Type.Optional(KeysSettingsSchema),
     issuers: Type.Optional(Type.Array(IssuerSchema, { default: DEV_ISSUERS, description: "trusted token issuers (SPEC §3)" })),
     modbus: Type.Optional(ModbusSettingsSchema),
+    opcua: Type.Optional(OpcuaSettingsSchema),
     sim: Type.Optional(SimSettingsSchema),
     http: Type.Optional(HttpSettingsSchema),
   },

@@ -57,7 +57,8 @@ const frontDefaults = () => ({
     ],
     upstream: { maxConnections: 1, maxInFlight: 32, maxQueue: 256, timeoutMs: 1000, connectTimeoutMs: 2000, backoff: { initialMs: 100, maxMs: 5000 } },
   },
-  sim: { modbus: { enabled: true, host: "127.0.0.1", port: 15020, unitId: 1, scanMs: 100 } },
+  opcua: { front: { enabled: true, host: "127.0.0.1", port: 4840 }, upstream: {} },
+  sim: { modbus: { enabled: true, host: "127.0.0.1", port: 15020, unitId: 1, scanMs: 100 }, opcua: { enabled: true, host: "127.0.0.1", port: 14840 } },
   http: { enabled: true, host: "127.0.0.1", port: 8443, tls: true, bodyLimit: 65536 },
 });
 
