@@ -13,6 +13,10 @@ export const ERROR_CODES = {
   ZT_AUDIT_UNAVAILABLE: "the decision log cannot be written (disk full, I/O error, backlog) or is closed; the operation is refused with reason audit-unavailable",
   ZT_LOG_UNREADABLE: "the decision log directory, a segment or its head file could not be read or opened",
   ZT_LOG_KEY_INVALID: "the checkpoint signing or verification key could not be read or is not an Ed25519 key",
+  ZT_API_UNREACHABLE: "a command could not reach the gateway's HTTP API (connection refused, TLS certificate not trusted by the CA, timeout)",
+  ZT_API_REFUSED: "the gateway's HTTP API refused a command's request (the status, the problem's detail and any decision id are printed)",
+  ZT_TOKEN_UNREADABLE: "the token file of a command (--token-file) could not be read, watched or holds no token",
+  ZT_OPCUA_FRONT: "the OPC UA front could not start (its application certificate, PKI folder or listener); the message names which and where",
   ZT_LOG_TAMPERED: "the decision log is shorter than its signed head.jws, or head.jws does not verify: the gateway will not write on top of it",
 } as const;
 

@@ -310,7 +310,7 @@ t.test("usage errors exit 2 with one line on stderr", async (t) => {
     ["policy check with two directories", ["policy", "check", "a", "b"], /^ztgate: unexpected argument "b"; usage: ztgate policy check \[DIR\]$/],
     ["policy test with a flag", ["policy", "test", "--verbose"], /^ztgate: Unknown option '--verbose'.*; usage: ztgate policy test \[DIR\]$/],
     ["start with an extra argument", ["start", "now"], /^ztgate: unexpected argument "now"; usage: ztgate start \[--config F\]$/],
-    ["session (a later command)", ["session", "list"], /^ztgate: "ztgate session" is not part of this release yet/],
+    ["session list without a token", ["session", "list"], /^ztgate: no token: give --token T, --token-file F or set ZTGATE_TOKEN; usage: ztgate session list /],
     ["log without a subcommand", ["log"], /^ztgate: no log command given; usage: ztgate log \(verify/],
   ];
   for (const [name, argv, message] of cases) {

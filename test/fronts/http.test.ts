@@ -10,6 +10,7 @@ import { initKeys, KEY_FILES, readPrivateKey } from "../../src/auth/keys.js";
 import { issueToken } from "../../src/auth/issue.js";
 import { TokenVerifier } from "../../src/auth/tokens.js";
 import { SessionRegistry } from "../../src/auth/sessions.js";
+import { RevocationList } from "../../src/auth/revocation.js";
 import type { DecisionBody } from "../../src/audit/record.js";
 import { buildHttpApp } from "../../src/fronts/http/app.js";
 import { gatewayDecisionLog } from "../../src/fronts/http/decisions.js";
@@ -21,15 +22,15 @@ const key = await readPrivateKey(join(dir, KEY_FILES.issuerKey));
 const verifier = await TokenVerifier.fromConfig([
   { issuer: "ztgate-dev", audience: "ztgate", publicKey: join(dir, KEY_FILES.issuerPublicKey), algorithms: ["EdDSA"], clockTolerance: 0, rolesClaim: "roles" },
 ]);
-const token = (sub: string, roles: string[] = [], ttl = 900) => issueToken({ key, sub, roles, ttl });
+const token = (sub: string, roles: string[] = [], ttl = 900, jti?: string) => issueToken({ key, sub, roles, ttl, ...(jti !== undefined && { jti }) });
 
-function setup(t: Test, opts: { failLog?: boolean; bodyLimit?: number } = {}) {
-  const sessions = new SessionRegistry();
+function setup(t: Test, opts: { failLog?: boolean; bodyLimit?: number; revocations?: RevocationList; verifier?: TokenVerifier } = {}) {
+  const sessions = new SessionRegistry({ ...(opts.revocations && { revocations: opts.revocations }) });
   t.teardown(() => sessions.stop());
   const recorded: DecisionBody[] = [];
   let n = 0;
   const app = buildHttpApp({
-    verifier,
+    verifier: opts.verifier ?? verifier,
     sessions,
     gatewayRoles: { adminRoles: ["admin"], auditorRoles: ["auditor"] },
     log: pino({ level: "silent" }),
@@ -137,11 +138,11 @@ t.test("GET /v1/sessions: one's own; an admin sees all", async (t) => {
   sessions.open({ sub: "mes-1", iss: "ztgate-dev", roles: ["mes"], claims: {}, via: "bearer" }, { kind: "lease", protocol: "modbus", source: "10.0.0.9" });
   const own = await call("GET", "/v1/sessions", { token: hist });
   t.equal(own.status, 200);
-  t.match(own.body, { sessions: [{ sub: "hist-1", kind: "lease", protocol: "modbus", via: "lease", source: "127.0.0.1", roles: ["historian"], openedAt: /T/, expiresAt: /T/ }] });
+  t.match(own.body, { sessions: [{ sub: "hist-1", kind: "lease", protocol: "modbus", via: "lease", source: "127.0.0.1", roles: ["historian"], jti: /^[0-9a-f-]{36}$/, openedAt: /T/, expiresAt: /T/ }] });
   t.equal((own.body?.["sessions"] as unknown[]).length, 1);
   const admin = await token("root", ["admin"]);
   t.equal(((await call("GET", "/v1/sessions", { token: admin })).body?.["sessions"] as unknown[]).length, 2);
-  t.match((await call("GET", "/v1/sessions?sub=mes-1", { token: admin })).body, { sessions: [{ sub: "mes-1", expiresAt: null }] });
+  t.match((await call("GET", "/v1/sessions?sub=mes-1", { token: admin })).body, { sessions: [{ sub: "mes-1", jti: null, expiresAt: null }] });
   t.equal((await call("GET", "/v1/sessions?bogus=1", { token: admin })).status, 400);
   t.equal((await call("GET", "/v1/sessions")).status, 401);
 });
@@ -191,4 +192,46 @@ t.test("an admin decision the log cannot take is refused (fail closed)", async (
   t.equal(r.status, 503);
   t.match(r.body, { reason: "audit-unavailable" });
   t.equal((await call("POST", "/v1/sessions", { token: await token("root", ["admin"]), body: { protocol: "modbus" } })).status, 201, "using no admin power needs no record");
+});
+
+t.test("POST /v1/sessions/revoke: by subject or by token, admins only, logged; the tokens are refused afterwards", async (t) => {
+  const revocations = new RevocationList();
+  const checked = await TokenVerifier.fromConfig(
+    [{ issuer: "ztgate-dev", audience: "ztgate", publicKey: join(dir, KEY_FILES.issuerPublicKey), algorithms: ["EdDSA"], clockTolerance: 0, rolesClaim: "roles" }],
+    { revocations },
+  );
+  t.teardown(() => checked.close());
+  const { call, sessions, recorded } = setup(t, { revocations, verifier: checked });
+  const admin = await token("root", ["admin"]);
+  const hist = await token("hist-1", ["historian"], 900, "tok-hist");
+  const lease = (await call("POST", "/v1/sessions", { token: hist, body: { protocol: "modbus" } })).body?.["id"] as string;
+  const other = sessions.open({ sub: "hist-1", iss: "ztgate-dev", roles: ["historian"], claims: {}, via: "mtls" }, { kind: "session", protocol: "modbus", source: "10.0.0.7" });
+  const mes = await token("mes-1", ["mes"], 900, "tok-mes");
+  const mesLease = sessions.open({ sub: "mes-1", iss: "ztgate-dev", roles: ["mes"], claims: {}, via: "bearer", tokenId: "tok-mes" }, { kind: "lease", protocol: "modbus", source: "10.0.0.9" }).id;
+  const refused = await call("POST", "/v1/sessions/revoke", { token: hist, body: { sub: "mes-1" } });
+  t.equal(refused.status, 403);
+  t.match(refused.body, { type: "urn:ztgate:reason:no-matching-rule", detail: /revoking the tokens and sessions of subject mes-1 needs one of the roles admin \(gateway\.adminRoles\)/, decisionId: /^d\d+$/ });
+  t.not(sessions.get(mesLease), undefined, "a refused revocation ends nothing");
+
+  const bySub = await call("POST", "/v1/sessions/revoke", { token: admin, body: { sub: "hist-1" } });
+  t.equal(bySub.status, 200);
+  t.same(bySub.body, { sub: "hist-1", ended: [lease, other.id] });
+  t.equal(sessions.list({ sub: "hist-1" }).length, 0);
+  t.match((await call("GET", "/v1/sessions", { token: hist })).body, { reason: "token-revoked" }, "hist-1's token is refused from now on");
+  t.match(recorded.at(-2), { decision: "allow", reason: "allowed", rule: "gateway.adminRoles", subject: { sub: "root" }, action: "write", target: { point: "sessions" } });
+
+  const byJti = await call("POST", "/v1/sessions/revoke", { token: admin, body: { jti: "tok-mes" } });
+  t.equal(byJti.status, 200);
+  t.same(byJti.body, { jti: "tok-mes", ended: [mesLease] });
+  t.equal(sessions.get(mesLease), undefined);
+  t.equal((await call("GET", "/v1/sessions", { token: mes })).status, 401, "the revoked token is refused");
+  t.equal((await call("GET", "/v1/sessions", { token: await token("mes-1", ["mes"]) })).status, 200, "another token of mes-1 is not");
+  t.same((await call("POST", "/v1/sessions/revoke", { token: admin, body: { jti: "unused" } })).body, { jti: "unused", ended: [] }, "a token with no session is revoked all the same");
+
+  for (const body of [{}, { sub: "a", jti: "b" }, { sub: "" }, { who: "x" }]) {
+    const r = await call("POST", "/v1/sessions/revoke", { token: admin, body });
+    t.equal(r.status, 400, JSON.stringify(body));
+    t.match(r.body, { type: "urn:ztgate:error:validation" });
+  }
+  t.equal((await call("POST", "/v1/sessions/revoke", { body: { sub: "x" } })).status, 401);
 });

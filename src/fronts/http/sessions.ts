@@ -4,6 +4,9 @@
 //   GET    /v1/sessions             → 200 { sessions: [...] }: the caller's own; an admin's: all
 //   DELETE /v1/sessions/:id         → 204: by its owner (closed) or an admin (revoked)
 //   POST   /v1/sessions/:id/renew   → 200 { id, sub, source, expiresAt }: a fresh token of the same sub
+//   POST   /v1/sessions/revoke      { sub } | { jti } → 200 { sub | jti, ended: [ids] }: admins only;
+//                                    revokes the subject's tokens issued so far (or the one token)
+//                                    and ends every session resting on them
 //
 // Each handler reads top to bottom: authenticate → decide what the caller may do → act → answer.
 // `source` defaults to the caller's address; naming another needs a role of gateway.adminRoles,
@@ -45,6 +48,20 @@ const listQuery = {
   properties: { sub: { type: "string", minLength: 1, maxLength: 256 } },
 } as const;
 
+// Exactly one of sub and jti: min/maxProperties say it without oneOf's unreadable errors.
+const revokeBody = {
+  type: "object",
+  additionalProperties: false,
+  minProperties: 1,
+  maxProperties: 1,
+  properties: {
+    sub: { type: "string", minLength: 1, maxLength: 256 },
+    jti: { type: "string", minLength: 1, maxLength: 256 },
+  },
+} as const;
+
+type RevokeBody = { sub: string; jti?: undefined } | { jti: string; sub?: undefined };
+
 interface OpenBody {
   protocol: "modbus";
   source?: string;
@@ -69,6 +86,8 @@ function sessionView(s: Session) {
     sub: p.sub,
     iss: p.iss,
     roles: [...p.roles],
+    // The token's id, so an admin can revoke it (POST /v1/sessions/revoke {jti}); never the token.
+    jti: p.tokenId ?? null,
     via: p.via,
     source: s.source ?? null,
     openedAt: iso(s.openedAt),
@@ -156,6 +175,17 @@ export async function sessionRoutes(app: FastifyInstance, opts: { deps: HttpAppD
     }
     log.info({ session: s.id, by: p.sub }, "session ended by request");
     return reply.code(204).send();
+  });
+
+  // Revocation by id is DELETE /v1/sessions/:id; by subject or token it names no one session.
+  app.post<{ Body: RevokeBody }>("/v1/sessions/revoke", { schema: { body: revokeBody } }, async (req) => {
+    const p = await authenticate(req, "write");
+    const { sub, jti } = req.body;
+    requireAdmin(req, p, "write", sub !== undefined ? `revoking the tokens and sessions of subject ${sub}` : `revoking token ${jti}`);
+    const ended = sub !== undefined ? deps.sessions.revokeBySub(sub, p.sub) : deps.sessions.revokeByJti(jti, p.sub);
+    const ids = ended.map((s) => s.id);
+    log.info({ ...(sub !== undefined ? { sub } : { jti }), sessions: ids, by: p.sub }, sub !== undefined ? "subject revoked" : "token revoked");
+    return { ...(sub !== undefined ? { sub } : { jti }), ended: ids };
   });
 
   app.post<{ Params: { id: string } }>("/v1/sessions/:id/renew", { schema: { params: idParams } }, async (req) => {
