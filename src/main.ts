@@ -1,6 +1,7 @@
 // Composition root: load config, build the parts, start them in order, stop in reverse.
 // Order: keys → policy → decision log → identity (verifier, revocations, sessions) →
-// enforcement path → simulated plant (if configured) → devices → Modbus fronts → HTTP API.
+// enforcement path → simulated plant (PLC, OPC UA server; if configured) → devices (Modbus,
+// OPC UA upstream) → Modbus fronts → OPC UA front → HTTP API.
 // Every policy change and session event is logged.
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -22,12 +23,18 @@ import { SyslogExporter, syslogOptions } from "./audit/syslog.js";
 import { TokenBucketRates } from "./pdp/conditions/rate.js";
 import { KEY_FILES } from "./auth/keys.js";
 import { SimulatedPlc } from "./sim/plc.js";
+import { SimulatedOpcuaServer } from "./sim/opcua.js";
 import { DeviceRegistry } from "./devices/registry.js";
+import { DevicePoints } from "./devices/points.js";
+import type { PointIO } from "./devices/types.js";
 import { ModbusFront } from "./fronts/modbus.js";
+import { OpcuaFront } from "./fronts/opcua.js";
 import type { FrontAddress } from "./fronts/modbus.js";
 import { buildHttpApp } from "./fronts/http/app.js";
 import type { HttpApp } from "./fronts/http/app.js";
 import { gatewayDecisionLog } from "./fronts/http/decisions.js";
+import { RecordFeed } from "./audit/feed.js";
+import { Metrics } from "./metrics.js";
 
 export interface Gateway {
   readonly config: GatewayConfig;
@@ -44,6 +51,12 @@ export interface Gateway {
   readonly http?: { readonly app: HttpApp; readonly address: FrontAddress; readonly tls: boolean };
   /** The simulated PLC (with `sim.modbus.enabled`). */
   readonly plc?: SimulatedPlc;
+  /** The OPC UA front, started (absent with `opcua.front.enabled: false`). */
+  readonly opcua?: OpcuaFront;
+  /** The simulated OPC UA server (with `sim.opcua.enabled`). */
+  readonly opcuaSim?: SimulatedOpcuaServer;
+  /** Named points of any asset, read and written through the devices (callers enforce first). */
+  readonly points: PointIO;
   stop(): Promise<void>;
 }
 
@@ -73,6 +86,10 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     if (decisions.recovered.torn) log.warn({ torn: decisions.recovered.torn }, "decision log: a torn last line was moved aside; the chain resumes from the last whole record");
     decisions.on("unavailable", (e) => log.error({ err: e.message }, "decision log cannot be written: operations are denied (audit-unavailable)"));
     decisions.on("available", () => log.info("decision log writable again"));
+    // The log's one export hook, shared by the syslog export and the HTTP API's live streams.
+    const feed = new RecordFeed(decisions, (e) => log.error({ err: (e as Error).message }, "decision log listener failed"));
+    const metrics = new Metrics();
+    metrics.setSources({ log: () => decisions.stats(), policyRevision: () => policy.current().revision });
     const syslogSettings = syslogOptions(config.log.syslog, "/");
     if (syslogSettings) {
       const exporter = new SyslogExporter(syslogSettings);
@@ -80,7 +97,8 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
       exporter.on("disconnected", (i) => log.warn({ err: i.error?.message, retryInMs: i.retryInMs }, "syslog collector unreachable; spooling"));
       exporter.on("dropped", (i) => log.error(i, "syslog spool full: oldest messages dropped (the local log keeps them)"));
       await exporter.start();
-      decisions.exportTo((r, line) => exporter.send(r, line));
+      feed.subscribe((r, line) => exporter.send(r, line));
+      metrics.setSources({ syslog: () => exporter.stats() });
       stops.push(() => exporter.stop());
     }
     const audit = (body: RecordBody) => {
@@ -94,6 +112,8 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     const set = policy.current();
     log.info({ revision: set.revision, dir: displayPath(config.policy.dir), assets: [...set.assets.keys()] }, "policy loaded");
     audit({ type: "policy", event: "loaded", revision: set.revision, files: set.files.length });
+    policy.on("reloaded", (r) => metrics.policyReloaded(r.trigger));
+    policy.on("rejected", (r) => metrics.policyRejected(r.trigger));
     policy.on("reloaded", (r) => {
       log.info({ revision: r.revision, previousRevision: r.previousRevision, trigger: r.trigger }, "policy reloaded");
       audit({ type: "policy", event: "loaded", revision: r.revision, files: policy.current().files.length });
@@ -110,6 +130,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     const verifier = await TokenVerifier.fromConfig(config.issuers, { revocations });
     stops.push(() => verifier.close());
     const sessions = new SessionRegistry({ revocations, onListenerError: (e) => log.error({ err: String(e) }, "session end listener failed") });
+    metrics.setSources({ sessions: () => sessions.list().map((s) => ({ protocol: s.protocol, kind: s.kind })) });
     stops.push(() => sessions.stop());
     sessions.on("opened", (e) => audit({ type: "session", event: "opened", session: e.session.id, subject: subjectOfSession(e.session), ...(e.replaces !== undefined && { detail: `replaces ${e.replaces}` }) }));
     sessions.on("renewed", (e) => audit({ type: "session", event: "renewed", session: e.session.id, subject: subjectOfSession(e.session) }));
@@ -118,7 +139,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
       audit({ type: "session", event, session: e.session.id, subject: subjectOfSession(e.session), detail: e.detail });
     });
 
-    const enforcer = new Enforcer({ policy: () => policy.current(), log: decisions, rates: new TokenBucketRates() });
+    const enforcer = new Enforcer({ policy: () => policy.current(), log: decisions, rates: new TokenBucketRates(), onDecision: (d, op) => metrics.decision(d, op) });
 
     let plc: SimulatedPlc | undefined;
     const sim = config.sim.modbus;
@@ -130,13 +151,29 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
       log.info({ address: `${sim.host}:${port}`, unit: sim.unitId }, "simulated Modbus PLC listening");
     }
 
-    const devices = new DeviceRegistry({ modbus: config.modbus.upstream });
+    let opcuaSim: SimulatedOpcuaServer | undefined;
+    const simUa = config.sim.opcua;
+    if (simUa.enabled) {
+      const started = new SimulatedOpcuaServer({ scanMs: simUa.scanMs, pkiDir: join(config.keys.dir, "sim-opcua-pki") });
+      await started.start({ host: simUa.host, port: simUa.port });
+      stops.push(() => started.stop());
+      opcuaSim = started;
+      log.info({ address: started.endpointUrl() }, "simulated OPC UA server listening");
+    }
+
+    const devices = new DeviceRegistry({
+      modbus: config.modbus.upstream,
+      opcua: { ...config.opcua.upstream, pkiDir: join(config.keys.dir, "opcua-upstream-pki") },
+    });
     stops.push(() => devices.stop());
     devices.on("state", (d) => log.info({ endpoint: d.endpoint, state: d.state, assets: d.assets }, "device connection state"));
+    devices.on("state", (d) => metrics.deviceState(d));
+    metrics.setSources({ devices: () => devices.list() });
     const following = devices.follow(policy);
     stops.push(() => following.unfollow());
     const synced = await following.ready;
     for (const e of synced.errors) log.error({ asset: e.asset, endpoint: e.endpoint, err: e.message }, "asset has no device connection (answered 0A)");
+    const points = new DevicePoints(devices);
 
     const pem = (file: string) => readFile(join(config.keys.dir, file), "utf8");
     const listeners = config.modbus.listeners;
@@ -148,6 +185,15 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
       stops.push(() => front.stop());
       modbus.push(front);
     }
+    metrics.setSources({ connections: () => ({ modbus: modbus.reduce((n, f) => n + f.stats().open, 0) }) });
+
+    let opcua: OpcuaFront | undefined;
+    if (config.opcua.front.enabled) {
+      const front = new OpcuaFront({ settings: config.opcua.front, keysDir: config.keys.dir, policy, enforcer, verifier, sessions, upstream: (asset) => devices.opcua(asset), points, log, audit });
+      await front.start();
+      stops.push(() => front.stop());
+      opcua = front;
+    }
 
     let http: Gateway["http"];
     if (config.http.enabled) {
@@ -158,6 +204,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
         log,
         decisions: gatewayDecisionLog({
           append: (body) => {
+            metrics.decision({ effect: body.decision, reason: body.reason }, { asset: null, action: body.action });
             const a = decisions.append(body);
             a.durable.catch(() => undefined);
             return a;
@@ -167,6 +214,12 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
         }),
         ...(config.http.tls && { https: { key: await pem(KEY_FILES.serverKey), cert: await pem(KEY_FILES.serverCert) } }),
         bodyLimit: config.http.bodyLimit,
+        policy,
+        enforcer,
+        points,
+        devices,
+        audit: { dir: config.log.dir, healthy: () => decisions.healthy(), feed },
+        metrics,
       });
       stops.push(() => app.close());
       await app.listen({ host: config.http.host, port: config.http.port });
@@ -175,7 +228,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
       log.info({ address: `${config.http.tls ? "https" : "http"}://${a.address}:${a.port}` }, "HTTP API listening");
     }
 
-    return { config, policy, log: decisions, verifier, revocations, sessions, enforcer, devices, modbus, ...(http && { http }), ...(plc && { plc }), stop };
+    return { config, policy, log: decisions, verifier, revocations, sessions, enforcer, devices, points, modbus, ...(opcua && { opcua }), ...(http && { http }), ...(plc && { plc }), ...(opcuaSim && { opcuaSim }), stop };
   } catch (e) {
     await stop();
     throw e;

@@ -31,17 +31,25 @@ function get(port: number, path: string): Promise<{ status: number; type: string
 
 t.test("the simulated PLC runs in-process; the HTTP API over plain HTTP when tls is off", async (t) => {
   const gw = await startGateway(
-    config(t, ["modbus: { listeners: [{ name: lease, mode: lease, port: 0 }] }", "sim: { modbus: { port: 0, scanMs: 0 } }", "http: { port: 0, tls: false }"]),
+    config(t, ["modbus: { listeners: [{ name: lease, mode: lease, port: 0 }] }", "sim: { modbus: { port: 0, scanMs: 0 }, opcua: { port: 0, scanMs: 0 } }", "opcua: { front: { port: 0 } }", "http: { port: 0, tls: false }"]),
     pino({ level: "silent" }),
   );
   t.teardown(() => gw.stop());
   const plc = gw.plc?.address();
   t.match(plc, { host: "127.0.0.1", port: Number }, "the simulated PLC listens");
+  t.match(gw.opcuaSim?.address(), { host: "127.0.0.1", port: Number }, "the simulated OPC UA server listens");
+  t.match(gw.opcua?.address(), { host: "127.0.0.1", port: Number, endpointUrl: /^opc\.tcp:\/\/127\.0\.0\.1:\d+$/ }, "the OPC UA front listens on a free port");
+  const boiler = gw.policy.current().assets.get("boiler-plc");
+  const setpoint = boiler?.points.get("setpoint");
+  // The policy's endpoint is the default PLC port, not this test's: a bad reading, never a rejection.
+  t.match(boiler && setpoint && (await gw.points.read(boiler, setpoint)), { quality: /^(good|bad)$/, status: String, timestamp: String }, "points read through the devices");
   t.equal(gw.modbus.length, 1);
   t.equal(gw.http?.tls, false);
   t.same(await get(gw.http?.address.port as number, "/v1/sessions"), { status: 401, type: "application/problem+json; charset=utf-8" });
   await gw.stop();
   t.equal(gw.plc?.address(), undefined, "stopped with the gateway");
+  t.equal(gw.opcuaSim?.address(), undefined);
+  t.equal(gw.opcua?.address(), undefined, "the OPC UA front stopped with it");
   t.equal(gw.modbus[0]?.address(), undefined);
 });
 
@@ -50,6 +58,6 @@ t.test("a start that fails half-way (a port in use) stops what it had started an
   await once(busy, "listening");
   t.teardown(() => busy.close());
   const port = (busy.address() as net.AddressInfo).port;
-  const cfg = config(t, [`modbus: { listeners: [{ name: lease, mode: lease, port: ${port} }] }`, "sim: { modbus: { port: 0 } }", "http: { enabled: false }"]);
+  const cfg = config(t, [`modbus: { listeners: [{ name: lease, mode: lease, port: ${port} }] }`, "sim: { modbus: { port: 0 }, opcua: { enabled: false } }", "opcua: { front: { enabled: false } }", "http: { enabled: false }"]);
   await t.rejects(startGateway(cfg, pino({ level: "silent" })), { code: "EADDRINUSE" });
 });

@@ -212,18 +212,73 @@ export const ModbusSettingsSchema = Type.Object(
   { additionalProperties: false, default: {} },
 );
 
+/** Security policies the OPC UA front may offer: RSA-OAEP/PSS based only (never PKCS#1 v1.5 encryption). */
+export const OPCUA_SECURITY_POLICIES = ["Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss"] as const;
+
 /** The OPC UA front (SPEC §5.2): a node-opcua server with one folder per asset. Owned by fronts/opcua. */
 export const OpcuaFrontSchema = Type.Object(
   {
     enabled: Type.Boolean({ default: true, description: "serve the OPC UA front" }),
     host: ListenHost(),
     port: ListenPort(4840),
+    securityPolicies: Type.Array(Type.Union(OPCUA_SECURITY_POLICIES.map((p) => Type.Literal(p)), { "x-expected": `one of ${OPCUA_SECURITY_POLICIES.join(", ")}` }), {
+      minItems: 1,
+      default: ["Basic256Sha256", "Aes128_Sha256_RsaOaep"],
+      description: "security policies offered (RSA-OAEP/PSS based only); None is added only with allowNone",
+    }),
+    securityModes: Type.Array(Type.Union([Type.Literal("Sign"), Type.Literal("SignAndEncrypt")], { "x-expected": "Sign or SignAndEncrypt" }), {
+      minItems: 1,
+      default: ["Sign", "SignAndEncrypt"],
+      description: "message security modes offered with each policy",
+    }),
+    allowNone: Type.Boolean({ default: false, description: "also offer SecurityPolicy None (tokens then cross the wire in clear text: never in production)" }),
+    applicationUri: Type.String({
+      pattern: "^[a-zA-Z][a-zA-Z0-9+.-]*:[^\\s]+$",
+      "x-expected": "a URI such as urn:host:app",
+      default: "urn:ztgate:opcua-front",
+      description: "the front's ApplicationUri; its application certificate carries it as SAN URI",
+    }),
+    maxSessions: Type.Integer({ minimum: 1, maximum: 10_000, default: 100, description: "OPC UA sessions open at once" }),
+    maxConnections: Type.Integer({ minimum: 1, maximum: 10_000, default: 100, description: "secure channel connections open at once" }),
+    minSamplingIntervalMs: Type.Integer({ minimum: 10, maximum: 60_000, default: 100, description: "fastest sampling of a monitored item; faster requests are revised to this" }),
+    pki: Type.String({
+      minLength: 1,
+      default: "pki",
+      description: "node-opcua PKI folder (own/, trusted/, rejected/, issuers/); relative to keys.dir",
+    }),
   },
   { additionalProperties: false, default: {} },
 );
 
+/** Message security modes and policies of the upstream client (devices/opcua.ts keeps the same lists). */
+export const UPSTREAM_SECURITY_MODES = ["None", "Sign", "SignAndEncrypt"] as const;
+export const UPSTREAM_SECURITY_POLICIES = ["None", "Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss"] as const;
+
 /** How the gateway talks to each upstream OPC UA server (SPEC §5.2). Owned by devices/opcua. */
-export const OpcuaUpstreamSchema = Type.Object({}, { additionalProperties: false, default: {} });
+export const OpcuaUpstreamSchema = Type.Object(
+  {
+    securityMode: Type.Union(UPSTREAM_SECURITY_MODES.map((m) => Type.Literal(m)), {
+      default: "None",
+      "x-expected": "None, Sign or SignAndEncrypt",
+      description: "message security towards the upstream servers; None (the default) suits the simulated server only",
+    }),
+    securityPolicy: Type.Union(UPSTREAM_SECURITY_POLICIES.map((p) => Type.Literal(p)), {
+      default: "None",
+      "x-expected": "None, Basic256Sha256, Aes128_Sha256_RsaOaep or Aes256_Sha256_RsaPss",
+      description: "security policy; None exactly when securityMode is None",
+    }),
+    requestTimeoutMs: Type.Integer({ minimum: 1, maximum: 60_000, default: 2000, description: "a read, write or call not answered in this time gives BadTimeout" }),
+    connectTimeoutMs: Type.Integer({ minimum: 1, maximum: 60_000, default: 5000, description: "how long one connection attempt (channel and session) may take" }),
+    backoff: Type.Object(
+      {
+        initialMs: Type.Integer({ minimum: 1, maximum: 60_000, default: 200, description: "first reconnect delay" }),
+        maxMs: Type.Integer({ minimum: 1, maximum: 3_600_000, default: 10_000, description: "longest reconnect delay" }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+  },
+  { additionalProperties: false, default: {} },
+);
 
 export const OpcuaSettingsSchema = Type.Object(
   {
@@ -251,6 +306,7 @@ export const SimSettingsSchema = Type.Object(
         enabled: Type.Boolean({ default: true, description: "run the simulated packaging line OPC UA server (the device behind packaging-line)" }),
         host: ListenHost(),
         port: ListenPort(14840),
+        scanMs: Type.Integer({ minimum: 0, maximum: 60_000, default: 100, description: "the line moves every this many ms; 0 = frozen" }),
       },
       { additionalProperties: false, default: {} },
     ),
@@ -359,5 +415,11 @@ export type ModbusListenerSettings = Filled<Static<typeof ModbusListenerSchema>>
 /** `modbus.upstream`: the options of every Modbus device connector. */
 export type ModbusUpstreamSettings = Filled<Static<typeof ModbusUpstreamSchema>>;
 
+/** `opcua.upstream`: the options of every OPC UA device connector. */
+export type OpcuaUpstreamSettings = Filled<Static<typeof OpcuaUpstreamSchema>>;
+
 /** The `http:` section. */
 export type HttpSettings = Filled<Static<typeof HttpSettingsSchema>>;
+
+/** `opcua.front`: the OPC UA front as it runs. */
+export type OpcuaFrontSettings = Filled<Static<typeof OpcuaFrontSchema>>;

@@ -96,6 +96,8 @@ export interface DeviceStats {
   readonly inFlight: number;
   readonly queued: number;
   readonly sent: number;
+  /** Socket writes that carried them: requests asked in one event-loop turn share one. */
+  readonly writes: number;
   readonly answered: number;
   readonly timeouts: number;
   /** Answers for no request in flight (late, duplicate or unknown id): dropped. */
@@ -155,12 +157,27 @@ class Connection {
   connectedAt = 0;
   attempt = 0;
   retryTimer: NodeJS.Timeout | undefined;
-  corked = false;
+  /** Frames waiting for the end of this event-loop turn, then written together. */
+  out: Buffer[] = [];
+  flushing = false;
+  holdTimer: NodeJS.Timeout | undefined;
 }
+const HOLD = process.env["ZT_EXP_HOLD"] === "1";
 
-function uncork(c: Connection): void {
-  c.corked = false;
-  c.socket?.uncork();
+/** Writes every frame asked in this event-loop turn in one socket write. */
+function flush(c: Connection, n: { writes: number }): void {
+  c.flushing = false;
+  if (c.holdTimer) {
+    clearTimeout(c.holdTimer);
+    c.holdTimer = undefined;
+  }
+  const out = c.out;
+  if (out.length === 0) return;
+  c.out = [];
+  const s = c.socket;
+  if (!s || s.destroyed) return;
+  n.writes++;
+  s.write(out.length === 1 ? (out[0] as Buffer) : Buffer.concat(out));
 }
 
 export class ModbusDevice extends EventEmitter<{ state: [state: ConnectionState, error: string | undefined] }> {
@@ -183,7 +200,7 @@ export class ModbusDevice extends EventEmitter<{ state: [state: ConnectionState,
   private lastError: string | undefined;
   private timer: NodeJS.Timeout | undefined;
   private timerAt = Infinity;
-  private readonly n = { sent: 0, answered: 0, timeouts: 0, unmatched: 0, malformedAnswers: 0, malformedFrames: 0, queueFull: 0, retries: 0, connects: 0, connectFailures: 0, drops: 0 };
+  private readonly n = { sent: 0, writes: 0, answered: 0, timeouts: 0, unmatched: 0, malformedAnswers: 0, malformedFrames: 0, queueFull: 0, retries: 0, connects: 0, connectFailures: 0, drops: 0 };
 
   constructor(options: ModbusDeviceOptions) {
     super();
@@ -303,14 +320,20 @@ export class ModbusDevice extends EventEmitter<{ state: [state: ConnectionState,
     e.tid = tid;
     c.inFlight.set(tid, e);
     this.n.sent++;
-    const socket = c.socket as net.Socket;
-    // Requests asked in the same tick leave in one segment.
-    if (!c.corked) {
-      c.corked = true;
-      socket.cork();
-      process.nextTick(uncork, c);
+    // Requests asked in the same event-loop turn (from any client) leave in one write.
+    c.out.push(encodeFrame(tid, e.unitId, e.pdu));
+    if (HOLD && c.inFlight.size > c.out.length) {
+      if (!c.flushing && !c.holdTimer) c.holdTimer = setTimeout(flush, 1, c, this.n);
+      return;
     }
-    socket.write(encodeFrame(tid, e.unitId, e.pdu));
+    this.scheduleFlush(c);
+  }
+
+  private scheduleFlush(c: Connection): void {
+    if (!c.flushing && c.out.length > 0) {
+      c.flushing = true;
+      setImmediate(flush, c, this.n);
+    }
   }
 
   private pump(): void {
@@ -384,6 +407,7 @@ export class ModbusDevice extends EventEmitter<{ state: [state: ConnectionState,
       }
     }
     c.rest = off < buf.length ? Buffer.from(buf.subarray(off)) : undefined;
+    if (HOLD) this.scheduleFlush(c);
     this.pump();
   }
 
@@ -391,6 +415,7 @@ export class ModbusDevice extends EventEmitter<{ state: [state: ConnectionState,
     if (c.socket !== socket) return;
     c.socket = undefined;
     c.rest = undefined;
+    c.out = []; // never sent: what they asked is in flight and fails (or is asked again) below
     if (c.state === "stopped") return;
     const wasUp = c.state === "connected";
     if (wasUp) this.n.drops++;

@@ -4,16 +4,21 @@
 // when the last asset naming it goes. Assets that share an endpoint (units behind one Modbus
 // gateway) share its connector, so the connection bound holds per device, not per asset.
 //
-// The lookups are typed per protocol (`modbus(asset)`), so a front only ever reaches devices
-// of its own protocol; an OPC UA front calling `modbus()` on an OPC UA asset gets undefined.
-// Extension point for OPC UA: pass a `connectors.opcua` factory (devices/opcua.ts, to come)
-// and add an `opcua(asset)` lookup beside `modbus()`; until then OPC UA assets are reported
-// in `SyncResult.unsupported` and have no connector. A connector that is an EventEmitter
-// emitting `state` (as ModbusDevice does) has its changes re-emitted by the registry.
+// The lookups are typed per protocol (`modbus(asset)`, `opcua(asset)`), so a front only ever
+// reaches devices of its own protocol: `modbus()` on an OPC UA asset gives undefined, and the
+// other way round. Connector factories: Modbus has a default (ModbusDevice); OPC UA has one
+// (OpcuaDevice) when `opcua` options are given, since the client needs a PKI folder of its
+// own (main.ts passes one under keys.dir). Without it, or for another protocol with no
+// factory, assets are reported in `SyncResult.unsupported` and have no connector;
+// `connectors` replaces a default (tests). A connector that is an EventEmitter emitting
+// `state` (as ModbusDevice and OpcuaDevice do) has its changes re-emitted by the registry.
 import { EventEmitter } from "node:events";
 import type { Asset, PolicySet } from "../pdp/policy-set.js";
 import { ModbusDevice } from "./modbus.js";
 import type { ConnectionState, ModbusDeviceOptions } from "./modbus.js";
+import { OpcuaDevice } from "./opcua.js";
+import type { OpcuaDeviceOptions } from "./opcua.js";
+import type { OpcuaUpstream } from "./types.js";
 
 export type Protocol = Asset["protocol"];
 
@@ -33,7 +38,9 @@ export type ConnectorFactory = (endpoint: string) => DeviceConnector;
 export interface DeviceRegistryOptions {
   /** Options of every Modbus device (endpoint aside). */
   readonly modbus?: Omit<ModbusDeviceOptions, "endpoint">;
-  /** Connector factories by protocol; Modbus has a default (ModbusDevice), OPC UA none yet. */
+  /** Options of every OPC UA device (endpoint aside); without them OPC UA assets have no connector. */
+  readonly opcua?: Omit<OpcuaDeviceOptions, "endpoint">;
+  /** Connector factories by protocol, replacing the defaults (ModbusDevice; OpcuaDevice with `opcua`). */
   readonly connectors?: Partial<Record<Protocol, ConnectorFactory>>;
 }
 
@@ -49,6 +56,7 @@ interface Binding {
   readonly connector: DeviceConnector;
   /** Built once per sync, so the per-request lookup allocates nothing. */
   readonly modbus: ModbusBinding | undefined;
+  readonly opcua: (OpcuaUpstream & DeviceConnector) | undefined;
 }
 
 export interface SyncResult {
@@ -91,12 +99,22 @@ export class DeviceRegistry extends EventEmitter<{ state: [device: DeviceInfo]; 
 
   constructor(options: DeviceRegistryOptions = {}) {
     super();
-    this.factories = { modbus: (endpoint) => new ModbusDevice({ ...options.modbus, endpoint }), ...options.connectors };
+    const opcua = options.opcua;
+    this.factories = {
+      modbus: (endpoint) => new ModbusDevice({ ...options.modbus, endpoint }),
+      ...(opcua && { opcua: (endpoint: string) => new OpcuaDevice({ ...opcua, endpoint }) }),
+      ...options.connectors,
+    };
   }
 
   /** The Modbus device of a Modbus asset, or undefined (unknown asset, another protocol, unusable endpoint). */
   modbus(asset: string): ModbusBinding | undefined {
     return this.bindings.get(asset)?.modbus;
+  }
+
+  /** The upstream OPC UA server of an OPC UA asset, or undefined (unknown asset, another protocol, unusable endpoint). */
+  opcua(asset: string): (OpcuaUpstream & DeviceConnector) | undefined {
+    return this.bindings.get(asset)?.opcua;
   }
 
   /** The connector of any asset, whatever its protocol (for metrics and health, not for fronts). */
@@ -162,7 +180,8 @@ export class DeviceRegistry extends EventEmitter<{ state: [device: DeviceInfo]; 
           continue;
         }
         const modbus = connector instanceof ModbusDevice ? Object.freeze({ asset: asset.id, device: connector, unit: asset.unit ?? 1 }) : undefined;
-        bindings.set(asset.id, { asset: asset.id, connector, modbus });
+        const opcua = asset.protocol === "opcua" && isOpcuaUpstream(connector) ? connector : undefined;
+        bindings.set(asset.id, { asset: asset.id, connector, modbus, opcua });
       }
     }
     for (const c of started) {
@@ -183,6 +202,13 @@ export class DeviceRegistry extends EventEmitter<{ state: [device: DeviceInfo]; 
   private assetsOf(c: DeviceConnector): string[] {
     return [...this.bindings.values()].filter((b) => b.connector === c).map((b) => b.asset).sort();
   }
+}
+
+/** OpcuaDevice, or any connector a `connectors.opcua` factory made that serves OpcuaUpstream. */
+function isOpcuaUpstream(c: DeviceConnector): c is DeviceConnector & OpcuaUpstream {
+  if (c instanceof OpcuaDevice) return true;
+  const u = c as Partial<OpcuaUpstream>;
+  return c.protocol === "opcua" && typeof u.read === "function" && typeof u.write === "function" && typeof u.call === "function" && typeof u.monitor === "function";
 }
 
 function keyOf(c: DeviceConnector): string {

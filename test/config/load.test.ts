@@ -57,8 +57,22 @@ const frontDefaults = () => ({
     ],
     upstream: { maxConnections: 1, maxInFlight: 32, maxQueue: 256, timeoutMs: 1000, connectTimeoutMs: 2000, backoff: { initialMs: 100, maxMs: 5000 } },
   },
-  opcua: { front: { enabled: true, host: "127.0.0.1", port: 4840 }, upstream: {} },
-  sim: { modbus: { enabled: true, host: "127.0.0.1", port: 15020, unitId: 1, scanMs: 100 }, opcua: { enabled: true, host: "127.0.0.1", port: 14840 } },
+  opcua: {
+    front: {
+      enabled: true,
+      host: "127.0.0.1",
+      port: 4840,
+      securityPolicies: ["Basic256Sha256", "Aes128_Sha256_RsaOaep"],
+      securityModes: ["Sign", "SignAndEncrypt"],
+      allowNone: false,
+      applicationUri: "urn:ztgate:opcua-front",
+      maxSessions: 100,
+      maxConnections: 100,
+      minSamplingIntervalMs: 100,
+      pki: "pki",
+    },
+    upstream: { securityMode: "None", securityPolicy: "None", requestTimeoutMs: 2000, connectTimeoutMs: 5000, backoff: { initialMs: 200, maxMs: 10000 } } },
+  sim: { modbus: { enabled: true, host: "127.0.0.1", port: 15020, unitId: 1, scanMs: 100 }, opcua: { enabled: true, host: "127.0.0.1", port: 14840, scanMs: 100 } },
   http: { enabled: true, host: "127.0.0.1", port: 8443, tls: true, bodyLimit: 65536 },
 });
 
@@ -345,4 +359,19 @@ t.test("modbus listeners: defaults per entry, unique names and addresses, checke
   ]);
   const dup = await loadError(t.testdir(withConfig("modbus:", "  listeners:", "    - { name: a, mode: lease, port: 5020 }", "    - { name: a, mode: mtls, port: 5020 }")));
   t.same(where(dup), ['4:15 modbus.listeners[1].name: "a" is listed twice', "4:36 modbus.listeners[1].port: 127.0.0.1:5020 is used by another listener"]);
+});
+
+t.test("opcua.upstream: security mode and policy go together; checked values", async (t) => {
+  const config = await load(t.testdir(withConfig("opcua:", "  upstream: { securityMode: SignAndEncrypt, securityPolicy: Basic256Sha256, requestTimeoutMs: 500 }")));
+  t.same(config.opcua.upstream, { securityMode: "SignAndEncrypt", securityPolicy: "Basic256Sha256", requestTimeoutMs: 500, connectTimeoutMs: 5000, backoff: { initialMs: 200, maxMs: 10000 } });
+  const mismatch = await loadError(t.testdir(withConfig("opcua:", "  upstream:", "    securityMode: Sign")));
+  t.same(where(mismatch), ["3:5 opcua.upstream: securityMode Sign with securityPolicy None; give a securityPolicy other than None"]);
+  const none = await loadError(t.testdir(withConfig("opcua:", "  upstream:", "    securityPolicy: Aes128_Sha256_RsaOaep")));
+  t.same(where(none), ["3:21 opcua.upstream: securityMode None with securityPolicy Aes128_Sha256_RsaOaep; give securityPolicy None (or securityMode Sign or SignAndEncrypt)"]);
+  const bad = await loadError(t.testdir(withConfig("opcua:", "  upstream: { securityMode: Encrypt, securityPolicy: Basic128Rsa15, requestTimeoutMs: 0 }")));
+  t.same(where(bad), [
+    "2:29 opcua.upstream.securityMode: must be None, Sign or SignAndEncrypt",
+    "2:54 opcua.upstream.securityPolicy: must be None, Basic256Sha256, Aes128_Sha256_RsaOaep or Aes256_Sha256_RsaPss",
+    "2:87 opcua.upstream.requestTimeoutMs: must be >= 1",
+  ]);
 });

@@ -1,14 +1,26 @@
-// The HTTP API's fastify app (SPEC §5.3). This release serves the session routes (sessions.ts);
-// the HTTP API issue adds its routes beside them. Every error is an RFC 9457 problem document.
+// The HTTP API's fastify app (SPEC §5.3): sessions (sessions.ts), policy (policy.ts), the
+// decision log (audit.ts), assets and points (points.ts), metrics and probes (health.ts) and
+// the review page (ui.ts). Every error is an RFC 9457 problem document.
 import type https from "node:https";
 import { fastify } from "fastify";
 import type { FastifyError, FastifyInstance } from "fastify";
 import type { Logger } from "pino";
 import type { SessionRegistry } from "../../auth/sessions.js";
+import type { RecordListener } from "../../audit/feed.js";
+import type { ModbusBinding } from "../../devices/registry.js";
+import type { PointIO } from "../../devices/types.js";
+import type { Enforcer } from "../../pep/enforce.js";
+import type { PolicySet } from "../../pdp/policy-set.js";
+import type { PolicyInfo, ReloadResult } from "../../policy/store.js";
 import type { VerifyOptions, VerifyResult } from "../../auth/tokens.js";
 import type { GatewayDecisionLog } from "./decisions.js";
 import { HttpProblem, PROBLEM_TYPE, errorType } from "./problem.js";
 import { sessionRoutes } from "./sessions.js";
+import { auditRoutes } from "./audit.js";
+import { healthRoutes } from "./health.js";
+import { pointRoutes } from "./points.js";
+import { policyRoutes } from "./policy.js";
+import { uiRoutes } from "./ui.js";
 
 export interface GatewayRoles {
   readonly adminRoles: readonly string[];
@@ -27,6 +39,33 @@ export interface HttpAppDeps {
   readonly https?: { readonly key: string; readonly cert: string };
   /** Largest request body, bytes (default 64 KiB); larger ones get 413. */
   readonly bodyLimit?: number;
+  /** The policy in force (GET /v1/policy, reload, the asset routes, /readyz). */
+  readonly policy?: {
+    current(): PolicySet;
+    info(): PolicyInfo;
+    reload(trigger: "api"): Promise<ReloadResult>;
+  };
+  /** The one enforcement path: every asset route goes through it. */
+  readonly enforcer?: Enforcer;
+  /** Named point reads and writes of any asset (devices/points.ts). */
+  readonly points?: PointIO;
+  /** The Modbus device of an asset, for raw reads and writes. */
+  readonly devices?: { modbus(asset: string): ModbusBinding | undefined };
+  /** The decision log: its directory (queries), health (/readyz) and records as they land (streams). */
+  readonly audit?: {
+    readonly dir: string;
+    healthy(): boolean;
+    readonly feed?: { subscribe(listener: RecordListener): () => void };
+  };
+  /** Prometheus exposition for GET /metrics. */
+  readonly metrics?: {
+    readonly contentType: string;
+    text(): Promise<string>;
+    /** One forwarded operation of the asset routes: time the gateway added and the device took, ms. */
+    outcome?(protocol: string, status: string, gatewayMs: number, deviceMs: number): void;
+  };
+  /** Wall clock, epoch ms (time filters, stream expiry). */
+  readonly now?: () => number;
 }
 
 export type HttpApp = FastifyInstance<https.Server>;
@@ -42,11 +81,16 @@ export function buildHttpApp(deps: HttpAppDeps): HttpApp {
     requestIdHeader: false,
     return503OnClosing: true,
     // An unknown key is an error, not silently dropped (fastify's default removes it).
-    ajv: { customOptions: { removeAdditional: false } },
+    // Union types (`["string", "null"]`) are meant; ajv's strict mode would only warn about them.
+    ajv: { customOptions: { removeAdditional: false, allowUnionTypes: true } },
     forceCloseConnections: true,
   });
   const log = deps.log.child({ front: "http" });
 
+  app.addHook("onSend", async (_req, reply, payload) => {
+    void reply.header("x-content-type-options", "nosniff");
+    return payload;
+  });
   app.addHook("onResponse", async (req, reply) => {
     log.debug({ method: req.method, url: req.url, status: reply.statusCode, client: req.socket.remoteAddress }, "http request");
   });
@@ -63,6 +107,11 @@ export function buildHttpApp(deps: HttpAppDeps): HttpApp {
   });
 
   void app.register(sessionRoutes, { deps, log });
+  void app.register(policyRoutes, { deps, log });
+  void app.register(auditRoutes, { deps, log });
+  void app.register(pointRoutes, { deps, log });
+  void app.register(healthRoutes, { deps });
+  void app.register(uiRoutes);
   return app;
 }
 

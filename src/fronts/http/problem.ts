@@ -15,6 +15,8 @@ export interface ProblemDocument {
   readonly reason?: Reason;
   /** The decision record's id, for 403s (SPEC §5.3), so the refusal can be found in the log. */
   readonly decisionId?: string;
+  /** Every error, when there are several (a rejected policy reload: `file:line:col: message`). */
+  readonly errors?: readonly string[];
 }
 
 /** `type` of a refusal: the reason code, documented in the README's reason table. */
@@ -33,7 +35,7 @@ export class HttpProblem extends Error {
     readonly type: string,
     readonly title: string,
     readonly detail?: string,
-    readonly extra: { reason?: Reason; decisionId?: string | null; headers?: Record<string, string> } = {},
+    readonly extra: { reason?: Reason; decisionId?: string | null; headers?: Record<string, string>; errors?: readonly string[] } = {},
   ) {
     super(detail ?? title);
     this.name = "HttpProblem";
@@ -48,6 +50,7 @@ export class HttpProblem extends Error {
       instance,
       ...(this.extra.reason !== undefined && { reason: this.extra.reason }),
       ...(this.extra.decisionId != null && { decisionId: this.extra.decisionId }),
+      ...(this.extra.errors !== undefined && { errors: this.extra.errors }),
     };
   }
 }

@@ -1,0 +1,48 @@
+// The OPC UA front's application instance certificate. OPC UA clients check that the server
+// certificate's SAN URI is the server's ApplicationUri, which keys.dir/server.pem (a TLS
+// certificate for the loopback names) does not carry, so the front has one of its own, issued
+// by the dev CA into the PKI's own/ folder on first start and kept while it still fits: same
+// ApplicationUri, signed by the CA in keys.dir, not about to expire. An admin may put another
+// certificate there (with its key); it is kept as long as it fits the same way.
+import { readFile, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { issueClientCertificate } from "../auth/certs.js";
+import { KEY_FILES, privateKeyPem, readCa, writeKeyFile } from "../auth/keys.js";
+import { x509 } from "../auth/x509.js";
+
+export const FRONT_CERT = "own/certs/ztgate-opcua-front.pem";
+export const FRONT_KEY = "own/private/ztgate-opcua-front.key.pem";
+
+/** Renewed when it has less than this left. */
+const RENEW_BEFORE_MS = 7 * 86_400_000;
+
+export interface FrontCertificate {
+  readonly certificateFile: string;
+  readonly privateKeyFile: string;
+  readonly status: "kept" | "created";
+}
+
+async function fits(certFile: string, keyFile: string, keysDir: string, applicationUri: string, now: Date): Promise<boolean> {
+  try {
+    await stat(keyFile);
+    const cert = new x509.X509Certificate(await readFile(certFile, "utf8"));
+    const ca = new x509.X509Certificate(await readFile(join(keysDir, KEY_FILES.caCert), "utf8"));
+    const uris = cert.getExtension(x509.SubjectAlternativeNameExtension)?.names.items.filter((n) => n.type === "url").map((n) => n.value) ?? [];
+    return uris.includes(applicationUri) && cert.notAfter.getTime() - now.getTime() > RENEW_BEFORE_MS && (await cert.verify({ publicKey: ca.publicKey, signatureOnly: true }));
+  } catch {
+    return false;
+  }
+}
+
+/** The front's certificate and key under `pkiDir`, issued from the dev CA of `keysDir` when missing or unfit. */
+export async function ensureFrontCertificate(pkiDir: string, keysDir: string, applicationUri: string, now = new Date()): Promise<FrontCertificate> {
+  const certificateFile = join(pkiDir, FRONT_CERT);
+  const privateKeyFile = join(pkiDir, FRONT_KEY);
+  if (await fits(certificateFile, privateKeyFile, keysDir, applicationUri, now)) return { certificateFile, privateKeyFile, status: "kept" };
+  const issued = await issueClientCertificate(await readCa(keysDir), { cn: "ztgate OPC UA front", opcuaAppUri: applicationUri, days: 825, now });
+  await writeKeyFile(privateKeyFile, await privateKeyPem(issued.keys), 0o600);
+  // The chain (leaf, then the CA), so clients that do not hold the CA can still build it.
+  const caPem = await readFile(join(keysDir, KEY_FILES.caCert), "utf8");
+  await writeKeyFile(certificateFile, issued.cert.toString("pem") + "\n" + caPem.trimEnd() + "\n", 0o644);
+  return { certificateFile, privateKeyFile, status: "created" };
+}
