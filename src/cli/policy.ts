@@ -17,6 +17,7 @@ import { formatDiagnostic, sortDiagnostics } from "../util/yaml-source.js";
 import { loadConfig, defaultConfigPath } from "../config/load.js";
 import type { Io } from "./io.js";
 import { parse } from "./io.js";
+import { diffCmd, suggestCmd } from "./policy-ops.js";
 
 const EXPLAIN_USAGE =
   "ztgate policy explain [--policies DIR] --asset A --action ACT (--point P | --target T) [--value V] (--token JWT [--no-verify] [--config F] | --sub S --role R…) [--claim k=v]… [--at ISO] [--from IP] [--json]";
@@ -39,7 +40,9 @@ export async function policyCommand(argv: string[], io: Io): Promise<number> {
     case "check": return check(rest, io);
     case "explain": return explainCmd(rest, io);
     case "test": return testCmd(rest, io);
-    default: throw new UsageError(`${sub === undefined ? "no policy command given" : `unknown policy command "${sub}"`}; usage: ztgate policy (check [DIR] | explain … | test [DIR])`);
+    case "diff": return diffCmd(rest, io);
+    case "suggest": return suggestCmd(rest, io);
+    default: throw new UsageError(`${sub === undefined ? "no policy command given" : `unknown policy command "${sub}"`}; usage: ztgate policy (check [DIR] | explain … | test [DIR] | diff OLD NEW --replay LOG | suggest --from LOG --asset A)`);
   }
 }
 
