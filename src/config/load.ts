@@ -64,7 +64,8 @@ export function parseConfig(file: string, text: string): GatewayConfig {
   if (diagnostics.length > 0) fail(file, diagnostics);
   const issuerErrors = issuerDiagnostics(source, (data as { issuers: IssuerInput[] }).issuers);
   const listenerErrors = listenerDiagnostics(source, (data as { modbus: { listeners: ListenerInput[] } }).modbus.listeners);
-  if (issuerErrors.length + listenerErrors.length > 0) fail(file, sortDiagnostics([...issuerErrors, ...listenerErrors]));
+  const upstreamErrors = opcuaUpstreamDiagnostics(source, (data as { opcua: { upstream: OpcuaUpstreamInput } }).opcua.upstream);
+  if (issuerErrors.length + listenerErrors.length + upstreamErrors.length > 0) fail(file, sortDiagnostics([...issuerErrors, ...listenerErrors, ...upstreamErrors]));
 
   const config = data as { policy: { dir: string }; log: { dir: string; keyFile: string }; keys: { dir: string }; issuers: IssuerInput[] };
   const base = dirname(resolve(file));
@@ -129,6 +130,15 @@ function issuerDiagnostics(source: YamlSource, issuers: IssuerInput[]): Diagnost
     seen.add(i.issuer);
   });
   return out;
+}
+
+type OpcuaUpstreamInput = { securityMode: string; securityPolicy: string };
+
+/** Security policy None goes with security mode None and only with it (OPC UA Part 4 §7.15). */
+function opcuaUpstreamDiagnostics(source: YamlSource, u: OpcuaUpstreamInput): Diagnostic[] {
+  if ((u.securityMode === "None") === (u.securityPolicy === "None")) return [];
+  const want = u.securityMode === "None" ? "securityPolicy None (or securityMode Sign or SignAndEncrypt)" : "a securityPolicy other than None";
+  return [source.diag(["opcua", "upstream", "securityPolicy"], `opcua.upstream: securityMode ${u.securityMode} with securityPolicy ${u.securityPolicy}; give ${want}`)];
 }
 
 type ListenerInput = { name: string; host: string; port: number };

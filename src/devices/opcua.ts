@@ -18,7 +18,8 @@
 //   never sent twice: the server may have done it before the connection dropped.
 // - Monitoring: a listener gets the last value at once (when known), every change after, a
 //   bad status when the connection is lost; after a reconnect the subscription and items are
-//   made again and values flow again. The last listener of a node removes its item.
+//   made again and values flow again. The last listener of a node removes its item. An item
+//   samples at the interval its first listener asked for (later listeners share it as it is).
 // - PKI: the client's certificate and the server certificates it trusts live in `pkiDir`
 //   (the gateway passes keys.dir/opcua-upstream-pki), never in the home directory. Unknown
 //   server certificates are rejected (they land in `pkiDir/rejected/`; trusting one is moving
@@ -362,7 +363,8 @@ export class OpcuaDevice extends EventEmitter<{ state: [state: ConnectionState, 
     }
     const deadline = performance.now() + this.requestTimeoutMs;
     const link = this.link ?? (await this.whenConnected(deadline));
-    if (!link) return bad(performance.now() >= deadline && this.current === "connecting" ? this.timedOut() : StatusCodes.BadServerNotConnected);
+    if (link === "timeout") return bad(this.timedOut());
+    if (!link) return bad(StatusCodes.BadServerNotConnected);
     if (link.lost) return bad(StatusCodes.BadCommunicationError);
     return new Promise<T>((resolve) => {
       let done = false;
@@ -385,8 +387,8 @@ export class OpcuaDevice extends EventEmitter<{ state: [state: ConnectionState, 
     return StatusCodes.BadTimeout;
   }
 
-  /** The connection, once the one being made is up; undefined if it fails, none is being made, or the deadline passes. */
-  private whenConnected(deadline: number): Promise<Link | undefined> {
+  /** The connection, once the one being made is up; undefined if it fails or none is being made; "timeout" at the deadline. */
+  private whenConnected(deadline: number): Promise<Link | undefined | "timeout"> {
     if (this.current !== "connecting") return Promise.resolve(undefined);
     return new Promise((resolve) => {
       const waiter = (link: Link | undefined) => {
@@ -394,7 +396,10 @@ export class OpcuaDevice extends EventEmitter<{ state: [state: ConnectionState, 
         this.waiting.delete(waiter);
         resolve(link);
       };
-      const timer = setTimeout(() => waiter(undefined), Math.max(0, deadline - performance.now()));
+      const timer = setTimeout(() => {
+        this.waiting.delete(waiter);
+        resolve("timeout");
+      }, Math.max(0, deadline - performance.now()));
       this.waiting.add(waiter);
     });
   }

@@ -124,7 +124,7 @@ function gatewayDir(t: Test, watch: boolean): { config: string; boiler: string }
       "policy:", "  dir: policies", `  watch: ${watch}`, "  debounceMs: 50",
       // Free ports: these tests must not need (nor take) the default ones.
       "modbus:", "  listeners:", "    - { name: lease, mode: lease, port: 0 }", "    - { name: mtls, mode: mtls, port: 0 }",
-      "sim:", "  modbus: { port: 0 }", "http:", "  port: 0", "",
+      "sim:", "  modbus: { port: 0 }", "  opcua: { enabled: false }", "http:", "  port: 0", "",
     ].join("\n"),
     policies: { "boiler-plc.yaml": BOILER, "packaging-line.yaml": PACKAGING },
   });

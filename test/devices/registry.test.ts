@@ -1,9 +1,11 @@
 // The device registry against real policy sets (compiled from policy text) and simulated
 // PLCs on 127.0.0.1: bindings per asset, shared endpoints, re-sync on reload keeping what is
-// unchanged, OPC UA assets left to their own connector.
+// unchanged, OPC UA assets on an OpcuaDevice against the simulated OPC UA server (or left to
+// the connector factory given).
 import t from "tap";
 import type { Test } from "tap";
 import { EventEmitter, once } from "node:events";
+import { join } from "node:path";
 import { DeviceRegistry } from "../../src/devices/registry.js";
 import type { DeviceConnector, DeviceInfo, SyncResult } from "../../src/devices/registry.js";
 import { ModbusDevice } from "../../src/devices/modbus.js";
@@ -11,6 +13,8 @@ import type { ConnectionState } from "../../src/devices/modbus.js";
 import type { PolicySet } from "../../src/pdp/policy-set.js";
 import { compilePolicies } from "../../src/policy/compile.js";
 import { SimulatedPlc } from "../../src/sim/plc.js";
+import { LINE_NODES, SimulatedOpcuaServer } from "../../src/sim/opcua.js";
+import { OpcuaDevice } from "../../src/devices/opcua.js";
 import { encodeRequest } from "../../src/wire/pdu.js";
 
 const READ_SETPOINT = encodeRequest({ kind: "read-holding-registers", fc: 3, address: 100, quantity: 1 });
@@ -192,4 +196,54 @@ t.test("stop: every device stopped, lookups find nothing", async (t) => {
   t.equal(reg.modbus("boiler"), undefined);
   t.equal(device.state(), "down");
   t.same(reg.list(), []);
+});
+
+t.test("OPC UA assets: one OpcuaDevice per endpoint (with opcua options), an opcua() lookup, states re-emitted", async (t) => {
+  t.setTimeout(120_000);
+  const dir = t.testdir({});
+  const sim = new SimulatedOpcuaServer({ pkiDir: join(dir, "sim-pki"), scanMs: 0 });
+  const port = await sim.start();
+  t.teardown(() => sim.stop());
+  const [a] = await plcs(t, 1);
+  const endpoint = `opc.tcp://127.0.0.1:${port}`;
+  const reg = registry(t, { opcua: { pkiDir: join(dir, "upstream-pki"), requestTimeoutMs: 10_000, connectTimeoutMs: 10_000, backoff: { initialMs: 20, maxMs: 200 } } });
+  const states: DeviceInfo[] = [];
+  reg.on("state", (d) => states.push(d));
+  const r = await reg.sync(
+    policySet([
+      { id: "line", endpoint: `opc.tcp://127.0.0.1:${port}/`, protocol: "opcua" },
+      { id: "line-b", endpoint: `OPC.TCP://127.0.0.1:${port}`, protocol: "opcua" },
+      { id: "boiler", endpoint: a!.endpoint },
+      { id: "bad", endpoint: "tcp://127.0.0.1:4840", protocol: "opcua" },
+    ]),
+  );
+  t.same(r.unsupported, []);
+  t.same([...r.started].sort(), [`modbus ${a!.endpoint}`, `opcua ${endpoint}`].sort());
+  t.same(r.errors, [{ asset: "bad", endpoint: "tcp://127.0.0.1:4840", message: 'OPC UA endpoint "tcp://127.0.0.1:4840" is not opc.tcp://host:port' }]);
+  const line = reg.opcua("line");
+  t.ok(line instanceof OpcuaDevice);
+  t.equal(reg.opcua("line-b"), line, "one device per endpoint");
+  t.equal(reg.connector("line"), line);
+  t.equal(reg.modbus("line"), undefined, "a Modbus front never reaches it");
+  t.equal(reg.opcua("boiler"), undefined, "an OPC UA front never reaches a Modbus device");
+  t.equal(reg.opcua("bad"), undefined);
+  t.equal((await line!.read(LINE_NODES.speed)).statusCode.name, "Good");
+  t.equal(sim.stats().sessions, 1);
+  t.match(states.find((d) => d.protocol === "opcua" && d.state === "connected"), { endpoint, assets: ["line", "line-b"] });
+
+  const kept = await reg.sync(policySet([{ id: "line", endpoint, protocol: "opcua" }]));
+  t.same(kept.kept, [`opcua ${endpoint}`]);
+  t.equal(reg.opcua("line"), line, "kept across a reload: its session survives");
+  t.equal(sim.stats().sessions, 1);
+  await reg.stop();
+  t.equal(line!.state(), "down");
+  t.equal(reg.opcua("line"), undefined);
+});
+
+t.test("OPC UA assets without opcua options (no PKI folder): unsupported, no connector", async (t) => {
+  const reg = registry(t);
+  const r = await reg.sync(policySet([{ id: "line", endpoint: "opc.tcp://127.0.0.1:14840", protocol: "opcua" }]));
+  t.same(r.unsupported, ["line"]);
+  t.same(r.started, []);
+  t.equal(reg.opcua("line"), undefined);
 });
