@@ -273,7 +273,9 @@ export async function pointRoutes(app: FastifyInstance, opts: { deps: HttpAppDep
         if (!v.ok) throw badRequest(v.why);
         value = v.value;
       }
-      const op: Operation = { asset: id, action: "write", target: { kind: "point", point: name }, value, ...sourceOf(req) };
+      // The log records a write decoded and raw (SPEC §6): the words a Modbus point's value goes out as.
+      const raw = asset?.protocol === "modbus" && point ? wireWords(point, value) : undefined;
+      const op: Operation = { asset: id, action: "write", target: { kind: "point", point: name }, value, ...(raw && { raw }), ...sourceOf(req) };
       const p = await principalFor(req, op);
       const io = points();
       const r = await enforce(req, p, op, async () => {
@@ -331,6 +333,12 @@ export async function pointRoutes(app: FastifyInstance, opts: { deps: HttpAppDep
       return { target: describe(target), status: r.result, decisionId: r.id };
     },
   );
+}
+
+/** The wire words of a Modbus point's value (a coil is one bit, 0 or 1); undefined when it has none. */
+function wireWords(point: Point, value: Scalar): number[] | undefined {
+  if (point.table === "coil" || point.table === "discrete") return [value === true || value === 1 ? 1 : 0];
+  return isRegisterType(point.type) ? encodeValue(point.type, point.words, value) : undefined;
 }
 
 function sourceOf(req: FastifyRequest): { source?: string } {
