@@ -4,61 +4,120 @@
 // p50/p99 latency with 1 client, throughput with 16 concurrent clients, and the ratios:
 //   targets: gateway p50 ≤ 1.25 × relay p50; gateway p99 ≤ 1 ms;
 //            gateway throughput ≥ relay throughput (never below 75 %).
-// The PLC and the clients run on worker threads; the relay or the gateway has the main thread.
-// Run: npm run bench:modbus   (BENCH_REQUESTS, BENCH_SECONDS to change the run length;
-// BENCH_ONLY=gateway measures the gateway alone, e.g. under --cpu-prof)
+// The PLC and the clients run on worker threads; the relay and the gateway share the main
+// thread (only one of them has clients at a time).
+//
+// The paths are measured in interleaved rounds (direct, relay, gateway; again; …) rather than
+// one after the other, so that load from elsewhere on the machine falls on the baseline and
+// the gateway alike: each round gives a ratio, and the verdicts use the median round.
+// Besides wall-clock figures, the CPU time per request under load: the main thread's (the
+// relay's or the gateway's own work) and the whole process's (the clients and the PLC too).
+//
+// Run: npm run bench:modbus   (BENCH_ROUNDS, BENCH_REQUESTS (per path, all rounds), BENCH_SECONDS
+// (per path, all rounds) to change the run length; BENCH_ONLY=gateway measures the gateway
+// alone, e.g. under --cpu-prof)
 import { once } from "node:events";
-import { mkdtemp, rm, writeFile, mkdir, readFile } from "node:fs/promises";
+import { readFileSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
-import { pino } from "pino";
-import { parseConfig } from "../../src/config/load.js";
-import { startGateway } from "../../src/main.js";
-import { issueToken } from "../../src/auth/issue.js";
-import { KEY_FILES, readPrivateKey } from "../../src/auth/keys.js";
-import type { WorkerResult, WorkerTask } from "./workers.js";
+import { startBenchGateway } from "./gateway.js";
+import type { Measurement, WorkerResult, WorkerTask } from "./workers.js";
 
+const ROUNDS = Math.max(1, Number(process.env["BENCH_ROUNDS"] ?? 5));
 const REQUESTS = Number(process.env["BENCH_REQUESTS"] ?? 20_000);
 const SECONDS = Number(process.env["BENCH_SECONDS"] ?? 5);
 const CLIENTS = 16;
+const WARMUP_MS = 300;
 const ONLY_GATEWAY = process.env["BENCH_ONLY"] === "gateway";
 const WORKER = new URL("./worker-boot.mjs", import.meta.url);
-const BOILER = fileURLToPath(new URL("../../policies/boiler-plc.yaml", import.meta.url));
 
-function work(task: WorkerTask): { result: Promise<WorkerResult>; worker: Worker } {
+function start(task: WorkerTask): { ready: Promise<WorkerResult>; worker: Worker } {
   const worker = new Worker(WORKER, { workerData: task });
-  const result = new Promise<WorkerResult>((resolve, reject) => {
+  const ready = new Promise<WorkerResult>((resolve, reject) => {
     worker.once("message", resolve);
     worker.once("error", reject);
   });
-  return { result, worker };
+  return { ready, worker };
 }
 
-interface Row {
-  name: string;
-  p50: number;
-  p99: number;
-  throughput: number;
-  busyMicros: number;
-  errors: number;
+function ask<K extends Measurement["kind"]>(worker: Worker, m: Measurement & { kind: K }): Promise<Extract<WorkerResult, { kind: K }>> {
+  return new Promise((resolve, reject) => {
+    worker.once("message", (r: WorkerResult) => (r.kind === m.kind ? resolve(r as Extract<WorkerResult, { kind: K }>) : reject(new Error(`expected ${m.kind}, got ${r.kind}`))));
+    worker.postMessage(m);
+  });
 }
 
-function quantile(sorted: number[], q: number): number {
+/** CPU time of the main thread so far, in ms (Linux: /proc; undefined elsewhere). */
+function mainThreadCpuMs(): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, "utf8");
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return ((Number(f[11]) + Number(f[12])) * 1000) / 100; // utime + stime, in ticks of 1/100 s (USER_HZ)
+  } catch {
+    return undefined;
+  }
+}
+
+function quantile(sorted: readonly number[], q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] as number;
 }
 
-async function measure(name: string, port: number, unit: number): Promise<Row> {
-  const lat = (await work({ kind: "latency", port, unit, warmup: Math.min(2000, REQUESTS), requests: REQUESTS }).result) as Extract<WorkerResult, { kind: "latency" }>;
-  const sorted = [...lat.micros].sort((a, b) => a - b);
-  const elu0 = performance.eventLoopUtilization();
-  const tp = (await work({ kind: "throughput", port, unit, clients: CLIENTS, warmupMs: 500, ms: SECONDS * 1000 }).result) as Extract<WorkerResult, { kind: "throughput" }>;
-  const elu = performance.eventLoopUtilization(elu0);
-  // Main-thread time per request under load (the whole throughput run, warm-up included).
-  const busyMicros = (elu.active * 1000) / Math.max(1, tp.requests * (1 + 500 / (SECONDS * 1000)));
-  return { name, p50: quantile(sorted, 0.5), p99: quantile(sorted, 0.99), throughput: tp.requests / tp.seconds, busyMicros, errors: lat.errors + tp.errors };
+function median(xs: readonly number[]): number {
+  return quantile([...xs].sort((a, b) => a - b), 0.5);
+}
+
+/** One path's figures, summed over the rounds. */
+class Path {
+  readonly micros: number[] = [];
+  readonly roundP50: number[] = [];
+  readonly roundThroughput: number[] = [];
+  requests = 0;
+  seconds = 0;
+  /** Requests served while CPU was counted (throughput runs, warm-up included). */
+  served = 0;
+  mainCpuMs = 0;
+  mainCpuKnown = true;
+  allCpuMicros = 0;
+  errors = 0;
+  constructor(
+    readonly name: string,
+    readonly port: number,
+  ) {}
+
+  async round(clients: Worker, requests: number, ms: number): Promise<void> {
+    const lat = await ask(clients, { kind: "latency", port: this.port, unit: 1, warmup: Math.min(500, requests), requests });
+    this.micros.push(...lat.micros);
+    this.roundP50.push(median(lat.micros));
+    const cpu0 = mainThreadCpuMs();
+    const all0 = process.cpuUsage();
+    const tp = await ask(clients, { kind: "throughput", port: this.port, unit: 1, clients: CLIENTS, warmupMs: WARMUP_MS, ms });
+    const cpu1 = mainThreadCpuMs();
+    const all = process.cpuUsage(all0);
+    this.requests += tp.requests;
+    this.seconds += tp.seconds;
+    this.roundThroughput.push(tp.requests / tp.seconds);
+    const served = tp.requests * (1 + WARMUP_MS / ms);
+    this.served += served;
+    if (cpu0 === undefined || cpu1 === undefined) this.mainCpuKnown = false;
+    else this.mainCpuMs += cpu1 - cpu0;
+    this.allCpuMicros += all.user + all.system;
+    this.errors += lat.errors + tp.errors;
+  }
+
+  get p50(): number {
+    return quantile([...this.micros].sort((a, b) => a - b), 0.5);
+  }
+
+  get p99(): number {
+    return quantile([...this.micros].sort((a, b) => a - b), 0.99);
+  }
+
+  get throughput(): number {
+    return this.requests / Math.max(1e-9, this.seconds);
+  }
 }
 
 /** The baseline hop: a pipe per client, nothing parsed. */
@@ -71,6 +130,8 @@ async function relay(plcPort: number): Promise<{ port: number; close: () => Prom
     const end = () => {
       client.destroy();
       up.destroy();
+      sockets.delete(client);
+      sockets.delete(up);
     };
     client.on("error", end).on("close", end);
     up.on("error", end).on("close", end);
@@ -86,68 +147,61 @@ async function relay(plcPort: number): Promise<{ port: number; close: () => Prom
   };
 }
 
-async function gateway(root: string, plcPort: number) {
-  await mkdir(path.join(root, "policies"), { recursive: true });
-  await writeFile(path.join(root, "policies", "boiler-plc.yaml"), (await readFile(BOILER, "utf8")).replace("tcp://127.0.0.1:15020", `tcp://127.0.0.1:${plcPort}`));
-  const yaml = [
-    "policy: { dir: policies, watch: false }",
-    "log: { dir: data/decisions }",
-    "modbus:",
-    "  listeners: [{ name: lease, mode: lease, port: 0 }]",
-    "sim: { modbus: { enabled: false } }",
-    "http: { enabled: false }",
-    "",
-  ].join("\n");
-  const file = path.join(root, "gateway.yaml");
-  await writeFile(file, yaml);
-  const gw = await startGateway(parseConfig(file, yaml), pino({ level: "silent" }));
-  // A lease for 127.0.0.1 on a verified token, as POST /v1/sessions opens it.
-  const token = await issueToken({ key: await readPrivateKey(path.join(gw.config.keys.dir, KEY_FILES.issuerKey)), sub: "bench-historian", roles: ["historian"], ttl: 3600 });
-  const v = await gw.verifier.verify(token);
-  if (!v.ok) throw new Error(`token refused: ${v.detail}`);
-  gw.sessions.open(v.principal, { kind: "lease", protocol: "modbus", source: "127.0.0.1" });
-  return { gw, port: (gw.modbus[0]?.address() as { port: number }).port };
-}
-
 const us = (n: number) => `${n.toFixed(0)} µs`;
+const range = (xs: readonly number[]) => `${Math.min(...xs).toFixed(2)}–${Math.max(...xs).toFixed(2)}`;
 
 async function main(): Promise<void> {
-  const plc = work({ kind: "plc" });
-  const plcPort = ((await plc.result) as Extract<WorkerResult, { kind: "plc" }>).port;
+  const plc = start({ kind: "plc" });
+  const clients = start({ kind: "clients" });
+  const plcPort = ((await plc.ready) as Extract<WorkerResult, { kind: "plc" }>).port;
+  await clients.ready;
   const root = await mkdtemp(path.join(tmpdir(), "ztgate-bench-modbus-"));
-  const rows: Row[] = [];
+  const r = ONLY_GATEWAY ? undefined : await relay(plcPort);
+  const g = await startBenchGateway(root, plcPort);
   try {
-    if (!ONLY_GATEWAY) {
-      rows.push(await measure("direct to the simulated PLC", plcPort, 1));
-      const r = await relay(plcPort);
-      rows.push(await measure("plain Node TCP relay (net pipe)", r.port, 1));
-      await r.close();
-    }
-    const g = await gateway(root, plcPort);
-    rows.push(await measure("ztgate (lease, policy, decision log)", g.port, 1));
-    const records = g.gw.log.stats();
-    await g.gw.stop();
-    print(rows, records.seq);
+    const paths = [
+      ...(r ? [new Path("direct to the simulated PLC", plcPort), new Path("plain Node TCP relay (net pipe)", r.port)] : []),
+      new Path("ztgate (lease, policy, decision log)", g.port),
+    ];
+    const perRound = Math.max(1, Math.round(REQUESTS / ROUNDS));
+    const ms = Math.max(100, (SECONDS * 1000) / ROUNDS);
+    for (let i = 0; i < ROUNDS; i++) for (const p of paths) await p.round(clients.worker, perRound, ms);
+    const records = g.gw.log.stats().seq;
+    const device = g.gw.devices.modbus("boiler-plc")?.device.stats();
+    print(paths, perRound, ms);
+    console.log(`\ngateway records written: ${records.toLocaleString("en")}`);
+    if (device && device.writes !== undefined) console.log(`gateway device writes: ${device.writes.toLocaleString("en")} for ${device.sent.toLocaleString("en")} requests (${(device.sent / Math.max(1, device.writes)).toFixed(1)} per write)`);
+    if (paths.length === 3) verdicts(paths[1] as Path, paths[2] as Path);
   } finally {
+    await g.gw.stop();
+    await r?.close();
     await plc.worker.terminate();
+    await clients.worker.terminate();
     await rm(root, { recursive: true, force: true });
   }
 }
 
-function print(rows: Row[], records: number): void {
-  console.log(`Modbus FC3 read (2 registers), ${REQUESTS.toLocaleString("en")} sequential requests for latency, ${CLIENTS} clients × ${SECONDS} s for throughput, node ${process.version}\n`);
-  console.log(`${"path".padEnd(40)} ${"p50".padStart(8)} ${"p99".padStart(8)} ${"req/s (16 clients)".padStart(19)} ${"main thread/req".padStart(16)} ${"errors".padStart(7)}`);
-  for (const r of rows) {
-    console.log(`${r.name.padEnd(40)} ${us(r.p50).padStart(8)} ${us(r.p99).padStart(8)} ${Math.round(r.throughput).toLocaleString("en").padStart(19)} ${us(r.busyMicros).padStart(16)} ${String(r.errors).padStart(7)}`);
+function print(paths: readonly Path[], perRound: number, ms: number): void {
+  console.log(
+    `Modbus FC3 read (2 registers), node ${process.version}: ${ROUNDS} interleaved rounds, each ${perRound.toLocaleString("en")} sequential requests (latency) and ${CLIENTS} clients × ${(ms / 1000).toFixed(1)} s (throughput) per path\n`,
+  );
+  console.log(`${"path".padEnd(40)} ${"p50".padStart(8)} ${"p99".padStart(8)} ${"req/s (16 clients)".padStart(19)} ${"main CPU/req".padStart(13)} ${"all CPU/req".padStart(12)} ${"errors".padStart(7)}`);
+  for (const p of paths) {
+    const main = p.mainCpuKnown ? us((p.mainCpuMs * 1000) / Math.max(1, p.served)) : "-";
+    console.log(`${p.name.padEnd(40)} ${us(p.p50).padStart(8)} ${us(p.p99).padStart(8)} ${Math.round(p.throughput).toLocaleString("en").padStart(19)} ${main.padStart(13)} ${us(p.allCpuMicros / Math.max(1, p.served)).padStart(12)} ${String(p.errors).padStart(7)}`);
   }
-  if (rows.length < 3) return;
-  const [, relayRow, gw] = rows as [Row, Row, Row];
-  const p50 = gw.p50 / relayRow.p50;
-  const tput = gw.throughput / relayRow.throughput;
-  console.log(`\ngateway records written: ${records.toLocaleString("en")}`);
-  console.log(`gateway p50 / relay p50: ${p50.toFixed(2)} (target ≤ 1.25: ${p50 <= 1.25 ? "met" : "NOT met"})`);
+}
+
+function verdicts(relayPath: Path, gw: Path): void {
+  const p50 = gw.roundP50.map((x, i) => x / (relayPath.roundP50[i] as number));
+  const tput = gw.roundThroughput.map((x, i) => x / (relayPath.roundThroughput[i] as number));
+  const mp50 = median(p50);
+  const mtput = median(tput);
+  console.log(`gateway p50 / relay p50: ${mp50.toFixed(2)} median of rounds (${range(p50)}; all samples ${(gw.p50 / relayPath.p50).toFixed(2)}) (target ≤ 1.25: ${mp50 <= 1.25 ? "met" : "NOT met"})`);
   console.log(`gateway p99: ${us(gw.p99)} (target ≤ 1 ms: ${gw.p99 <= 1000 ? "met" : "NOT met"})`);
-  console.log(`gateway throughput / relay throughput: ${tput.toFixed(2)} (target ≥ 1.00, never < 0.75: ${tput >= 1 ? "met" : tput >= 0.75 ? "above the floor, below the target" : "NOT met"})`);
+  console.log(
+    `gateway throughput / relay throughput: ${mtput.toFixed(2)} median of rounds (${range(tput)}; all rounds ${(gw.throughput / relayPath.throughput).toFixed(2)}) (target ≥ 1.00, never < 0.75: ${mtput >= 1 ? "met" : mtput >= 0.75 ? "above the floor, below the target" : "NOT met"})`,
+  );
 }
 
 await main();

@@ -1,18 +1,22 @@
 // The two helpers of bench/modbus/run.ts, each on its own thread so that neither competes with
 // the component under test for the main event loop: the simulated PLC (the device) and the
-// load generator (Modbus clients). The main thread runs the relay or the gateway.
+// load generator (Modbus clients, driven by messages, one measurement at a time). The main
+// thread runs the relay and the gateway.
 import { once } from "node:events";
 import net from "node:net";
 import { parentPort, workerData } from "node:worker_threads";
 import { SimulatedPlc } from "../../src/sim/plc.js";
 
-export type WorkerTask =
-  | { readonly kind: "plc" }
+export type WorkerTask = { readonly kind: "plc" } | { readonly kind: "clients" };
+
+/** What the clients' worker is asked to measure. */
+export type Measurement =
   | { readonly kind: "latency"; readonly port: number; readonly unit: number; readonly warmup: number; readonly requests: number }
   | { readonly kind: "throughput"; readonly port: number; readonly unit: number; readonly clients: number; readonly warmupMs: number; readonly ms: number };
 
 export type WorkerResult =
   | { readonly kind: "plc"; readonly port: number }
+  | { readonly kind: "clients" }
   | { readonly kind: "latency"; readonly micros: number[]; readonly errors: number }
   | { readonly kind: "throughput"; readonly requests: number; readonly seconds: number; readonly errors: number };
 
@@ -60,18 +64,14 @@ class Client {
   }
 }
 
-async function run(task: WorkerTask): Promise<WorkerResult> {
-  switch (task.kind) {
-    case "plc": {
-      const plc = new SimulatedPlc({ scanMs: 100 });
-      return { kind: "plc", port: await plc.start() };
-    }
+async function measure(m: Measurement): Promise<WorkerResult> {
+  switch (m.kind) {
     case "latency": {
-      const c = await Client.connect(task.port, task.unit);
+      const c = await Client.connect(m.port, m.unit);
       let errors = 0;
-      for (let i = 0; i < task.warmup; i++) if (!(await c.read())) errors++;
-      const micros: number[] = new Array(task.requests);
-      for (let i = 0; i < task.requests; i++) {
+      for (let i = 0; i < m.warmup; i++) if (!(await c.read())) errors++;
+      const micros: number[] = new Array(m.requests);
+      for (let i = 0; i < m.requests; i++) {
         const t0 = process.hrtime.bigint();
         if (!(await c.read())) errors++;
         micros[i] = Number(process.hrtime.bigint() - t0) / 1000;
@@ -80,7 +80,7 @@ async function run(task: WorkerTask): Promise<WorkerResult> {
       return { kind: "latency", micros, errors };
     }
     case "throughput": {
-      const clients = await Promise.all(Array.from({ length: task.clients }, () => Client.connect(task.port, task.unit)));
+      const clients = await Promise.all(Array.from({ length: m.clients }, () => Client.connect(m.port, m.unit)));
       let counting = false;
       let stop = false;
       let requests = 0;
@@ -94,10 +94,10 @@ async function run(task: WorkerTask): Promise<WorkerResult> {
           }
         }
       });
-      await new Promise((r) => setTimeout(r, task.warmupMs));
+      await new Promise((r) => setTimeout(r, m.warmupMs));
       counting = true;
       const t0 = process.hrtime.bigint();
-      await new Promise((r) => setTimeout(r, task.ms));
+      await new Promise((r) => setTimeout(r, m.ms));
       counting = false;
       const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
       stop = true;
@@ -110,5 +110,12 @@ async function run(task: WorkerTask): Promise<WorkerResult> {
 
 if (parentPort) {
   const port = parentPort;
-  void run(workerData as WorkerTask).then((r) => port.postMessage(r));
+  const task = workerData as WorkerTask;
+  if (task.kind === "plc") {
+    const plc = new SimulatedPlc({ scanMs: 100 });
+    void plc.start().then((p) => port.postMessage({ kind: "plc", port: p } satisfies WorkerResult));
+  } else {
+    port.on("message", (m: Measurement) => void measure(m).then((r) => port.postMessage(r)));
+    port.postMessage({ kind: "clients" } satisfies WorkerResult);
+  }
 }

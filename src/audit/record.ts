@@ -152,15 +152,46 @@ export function isoMicros(ms: number): string {
   return cachedPrefix + (us < 10 ? "00" : us < 100 ? "0" : "") + us + "Z";
 }
 
-/** The subject of a principal as the log names it: never the token or its other claims. */
+// The log names the same subject (one per session principal) and the same client (one per
+// connection) in record after record: each is built once, frozen, and its canonical text
+// remembered, so that canonicalJson() of a record holding it copies the text instead of
+// walking the object again. Keyed by identity: a renewed session gets a new principal object.
+const knownText = new WeakMap<object, string>();
+const subjects = new WeakMap<Principal, SubjectRef>();
+const clients = new WeakMap<ClientRef, ClientRef>();
+
+/** `v` (already frozen, nested values too) with its canonical text remembered. */
+function remembered<T extends object>(v: T): T {
+  knownText.set(v, canonicalJson(v));
+  return v;
+}
+
+/** The subject of a principal as the log names it: never the token or its other claims. Frozen. */
 export function subjectOf(p: Principal): SubjectRef {
-  return {
-    iss: p.iss,
-    ...(p.tokenId !== undefined && { jti: p.tokenId }),
-    roles: [...p.roles],
-    ...(p.sessionId !== undefined && { sessionId: p.sessionId }),
-    sub: p.sub,
-  };
+  let s = subjects.get(p);
+  if (s === undefined) {
+    const roles = Object.freeze([...p.roles]);
+    s = remembered(ordered<SubjectRef>({ sub: p.sub, iss: p.iss, roles, ...(p.sessionId !== undefined && { sessionId: p.sessionId }), ...(p.tokenId !== undefined && { jti: p.tokenId }) }));
+    subjects.set(p, s);
+  }
+  return s;
+}
+
+/** The client as recorded: frozen, one object per ClientRef. */
+export function clientOf(c: ClientRef): ClientRef {
+  let r = clients.get(c);
+  if (r === undefined) {
+    r = remembered(ordered<ClientRef>({ protocol: c.protocol, transport: c.transport, ...(c.address !== undefined && { address: c.address }), ...(c.port !== undefined && { port: c.port }) }));
+    clients.set(c, r);
+  }
+  return r;
+}
+
+/** `o` frozen, with its keys in code-point order (canonicalJson's fast path). */
+function ordered<T extends object>(o: T): T {
+  const out: Record<string, unknown> = {};
+  for (const k of Object.keys(o).sort()) out[k] = (o as Record<string, unknown>)[k];
+  return Object.freeze(out) as T;
 }
 
 /** The operation's target as recorded: the point name, or the raw range, or the node. */
@@ -180,12 +211,12 @@ function jsonSafe(values: readonly WrittenValue[]): readonly WrittenValue[] {
 
 /** The decision record body for one decided operation: what pep/enforce hands to the log. */
 export function decisionBody(d: Decision, op: Operation, principal: Principal | null, client: ClientRef, target: TargetRef = targetOf(op)): DecisionBody {
-  // Keys in code-point order, nested objects too: the writer's canonicalJson() can then use
-  // JSON.stringify as is (see there).
+  // Keys in code-point order, nested objects too: the writer then writes its canonical text
+  // in one pass (orderedJson), with the subject's and the client's texts remembered.
   const body: Omit<DecisionBody, "zone" | "values"> & { values?: readonly WrittenValue[]; zone?: string | null } = {
     action: op.action,
     asset: op.asset,
-    client: sortedClient(client),
+    client: clientOf(client),
     decision: d.effect,
     mode: d.mode,
     policyRevision: d.policyRevision,
@@ -200,39 +231,88 @@ export function decisionBody(d: Decision, op: Operation, principal: Principal | 
   return body as DecisionBody;
 }
 
-function sortedClient(c: ClientRef): ClientRef {
-  return {
-    ...(c.address !== undefined && { address: c.address }),
-    ...(c.port !== undefined && { port: c.port }),
-    protocol: c.protocol,
-    transport: c.transport,
-  };
+const keyText = new Map<string, string>();
+
+/**
+ * A string as JSON text, as JSON.stringify writes it: as it is between quotes when it holds
+ * nothing to escape (the usual case, checked here without leaving JavaScript), else
+ * JSON.stringify's own text.
+ */
+export function jsonString(s: string): string {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x20 || c === 0x22 || c === 0x5c || (c >= 0xd800 && c <= 0xdfff)) return JSON.stringify(s);
+  }
+  return '"' + s + '"';
 }
 
-/** Whether every object in `v` already has its keys in code-point order and nothing JSON would drop or JCS would refuse. */
-function canonicallyOrdered(v: unknown): boolean {
-  if (v === null || typeof v !== "object") return typeof v !== "number" || Number.isFinite(v);
-  if (Array.isArray(v)) {
-    for (const x of v) if (x === undefined || !canonicallyOrdered(x)) return false;
-    return true;
+/** An object key as JSON text (remembered: records use a few dozen names). */
+export function jsonKey(k: string): string {
+  let q = keyText.get(k);
+  if (q === undefined) {
+    q = JSON.stringify(k);
+    if (keyText.size < 4096) keyText.set(k, q);
   }
-  let prev: string | undefined;
-  for (const k in v) {
-    if (prev !== undefined && !(prev < k)) return false;
-    const x = (v as Record<string, unknown>)[k];
-    if (x === undefined || typeof x === "function" || !canonicallyOrdered(x)) return false;
-    prev = k;
-  }
-  return true;
+  return q;
 }
 
 /**
- * RFC 8785 canonical JSON, fast: JCS serializes strings and numbers exactly as ECMAScript's
- * JSON.stringify does and orders object keys by code point, so for a value whose objects are
- * already in that order JSON.stringify's output *is* the JCS text. Anything else goes through
- * the canonicalize library (jcs). test/audit/record.test.ts checks the two agree; verify
- * always recomputes with the library.
+ * The RFC 8785 text of `v` when it can be written as it is, else undefined. JCS serializes
+ * strings and numbers exactly as ECMAScript's JSON.stringify does and orders object keys by
+ * code point, so a value whose objects already have their keys in that order is written in one
+ * pass, keys as they come; a subject or client from subjectOf()/clientOf() is copied as the
+ * text remembered for it. Undefined (the caller falls back to the canonicalize library, which
+ * sorts) for keys out of order, integer-like keys (which objects list first), a toJSON, a
+ * function, a symbol, an undefined array element, or a number JSON cannot carry.
+ */
+export function orderedJson(v: unknown): string | undefined {
+  switch (typeof v) {
+    case "string":
+      return jsonString(v);
+    case "number":
+      // Number-to-string is JSON's (and JCS's) text for every finite number.
+      return Number.isFinite(v) ? "" + v : undefined;
+    case "boolean":
+      return v ? "true" : "false";
+    case "object": {
+      if (v === null) return "null";
+      const known = knownText.get(v);
+      if (known !== undefined) return known;
+      if (Array.isArray(v)) {
+        let s = "[";
+        for (let i = 0; i < v.length; i++) {
+          const x: unknown = v[i];
+          if (x === undefined) return undefined;
+          const j = orderedJson(x);
+          if (j === undefined) return undefined;
+          s += i === 0 ? j : "," + j;
+        }
+        return s + "]";
+      }
+      if (typeof (v as { toJSON?: unknown }).toJSON === "function") return undefined;
+      let s = "{";
+      let prev: string | undefined;
+      for (const k in v) {
+        if (prev !== undefined && !(prev < k)) return undefined;
+        prev = k;
+        const x = (v as Record<string, unknown>)[k];
+        if (x === undefined) continue; // left out, as JSON.stringify and JCS leave it out
+        const j = orderedJson(x);
+        if (j === undefined) return undefined;
+        s += (s.length === 1 ? "" : ",") + jsonKey(k) + ":" + j;
+      }
+      return s + "}";
+    }
+    default:
+      return undefined;
+  }
+}
+
+/**
+ * RFC 8785 canonical JSON, fast: orderedJson() when the value is already in canonical key
+ * order (records built by decisionBody are), else the canonicalize library (jcs).
+ * test/audit/record.test.ts checks the two agree; verify always recomputes with the library.
  */
 export function canonicalJson(v: unknown): string {
-  return canonicallyOrdered(v) ? JSON.stringify(v) : jcs(v);
+  return orderedJson(v) ?? jcs(v);
 }

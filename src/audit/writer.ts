@@ -13,7 +13,7 @@
 // retry reopens the segment and rewrites the whole batch at the same offset: a partial write is
 // overwritten, and nothing is trusted to a page cache whose fsync failed (Linux may drop dirty
 // pages after a failed fsync). When a retry succeeds the log is available again.
-import { createPublicKey, randomUUID } from "node:crypto";
+import { createPublicKey, hash as oneShotHash, randomUUID } from "node:crypto";
 import type { KeyObject } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { constants, mkdir, open } from "node:fs/promises";
@@ -25,12 +25,12 @@ import type { Action } from "../pdp/operation.js";
 import type { SignedHead, SigningKeyInput } from "./checkpoint.js";
 import { prepareSigningKey, signHead, writeHeadFile } from "./checkpoint.js";
 import type { AnyBody, RecordBody } from "./record.js";
-import { GENESIS_PREV, LOG_FORMAT_VERSION, canonicalJson, chainHash, isoMicros } from "./record.js";
+import { GENESIS_PREV, LOG_FORMAT_VERSION, isoMicros, jcs, jsonKey, jsonString, orderedJson } from "./record.js";
 
 /** The envelope fields the writer adds, in code-point order. */
 const ENVELOPE_KEYS = ["id", "prev", "seq", "time", "v"] as const;
 import type { Batch } from "./batch.js";
-import { newBatch, put } from "./batch.js";
+import { newBatch } from "./batch.js";
 import type { ExportedRecord } from "./batch.js";
 import { systemClock } from "./clock.js";
 import { checkSignedHead, recoverTail } from "./recover.js";
@@ -102,6 +102,56 @@ interface Segment {
 }
 
 const RW_CREATE = constants.O_RDWR | constants.O_CREAT;
+/** Largest batch buffer kept for reuse. */
+const SPARE_MAX = 4 << 20;
+
+/** Bytes after a record's text on its line: `,"hash":"` + 64 hex digits + `"}` + newline. */
+const LINE_TAIL_BYTES = 9 + 64 + 3;
+
+/**
+ * The canonical text of `body` with the envelope's fields merged in key order (id, prev, time:
+ * their JSON), without the closing brace; undefined when the body is not in canonical key
+ * order (or holds something orderedJson leaves to the library).
+ */
+function orderedRecord(body: AnyBody, id: string, prev: string, seq: number, time: string): string | undefined {
+  const fields = body as unknown as Record<string, unknown>;
+  let s = "{";
+  let e = 0;
+  let last = "";
+  for (const k in fields) {
+    if (!(last < k)) return undefined;
+    last = k;
+    const x = fields[k];
+    if (x === undefined) continue;
+    while (e < ENVELOPE_KEYS.length && (ENVELOPE_KEYS[e] as string) < k) s += envelopeField(e++, s.length === 1, id, prev, seq, time);
+    if (k === ENVELOPE_KEYS[e]) return undefined; // a body field named like an envelope field: the library's way
+    const j = orderedJson(x);
+    if (j === undefined) return undefined;
+    s += (s.length === 1 ? "" : ",") + jsonKey(k) + ":" + j;
+  }
+  while (e < ENVELOPE_KEYS.length) s += envelopeField(e++, s.length === 1, id, prev, seq, time);
+  return s;
+}
+
+function envelopeField(e: number, first: boolean, id: string, prev: string, seq: number, time: string): string {
+  const text = e === 0 ? id : e === 1 ? prev : e === 2 ? "" + seq : e === 3 ? time : "" + LOG_FORMAT_VERSION;
+  return (first ? '"' : ',"') + (ENVELOPE_KEYS[e] as string) + '":' + text;
+}
+
+/** orderedRecord()'s answer for any body: the record sorted and written by the canonicalize library. */
+function sortedRecord(body: AnyBody, values: readonly unknown[]): string {
+  const record: Record<string, unknown> = { ...(body as unknown as Record<string, unknown>) };
+  ENVELOPE_KEYS.forEach((k, i) => (record[k] = values[i]));
+  return jcs(record).slice(0, -1);
+}
+
+/** Room for `bytes` more in the batch's buffer, growing it by doubling. */
+function room(b: Batch, bytes: number): void {
+  if (b.len + bytes <= b.buf.length) return;
+  const grown = Buffer.allocUnsafe(Math.max(b.len + bytes, b.buf.length * 2, 1 << 20));
+  b.buf.copy(grown, 0, 0, b.len);
+  b.buf = grown;
+}
 
 export class DecisionLog extends EventEmitter<DecisionLogEvents> {
   /** What open() found and moved aside; the gateway logs it. */
@@ -115,6 +165,8 @@ export class DecisionLog extends EventEmitter<DecisionLogEvents> {
   private batch = newBatch();
   private exportSink: ((record: ExportedRecord, line: string) => void) | null = null;
   private inflight: Batch | null = null;
+  /** The buffer of the last batch written, for the next batch: no fresh megabyte every syncMs. */
+  private spare: Buffer | null = null;
   private failed: Batch | null = null;
   private lastError: Error | null = null;
   private writing = false;
@@ -283,30 +335,34 @@ export class DecisionLog extends EventEmitter<DecisionLogEvents> {
 
   private chain(seq: number, id: string, time: string, body: AnyBody): void {
     const prev = this.headHash;
-    // The envelope's keys merged into the body's in code-point order, so that canonicalJson()
-    // can take its fast path when the body is built in order (decisionBody is).
-    const fields = body as unknown as Record<string, unknown>;
-    const record: Record<string, unknown> = {};
-    let e = 0;
-    const envelope = ENVELOPE_KEYS;
-    const values = [id, prev, seq, time, LOG_FORMAT_VERSION];
-    for (const k in fields) {
-      while (e < envelope.length && (envelope[e] as string) < k) record[envelope[e] as string] = values[e++];
-      record[k] = fields[k];
-    }
-    while (e < envelope.length) record[envelope[e] as string] = values[e++];
-    const canonical = canonicalJson(record);
-    const hash = chainHash(prev, canonical);
-    this.headHash = hash;
-    this.chainedSeq = seq;
+    // The canonical text of the record (envelope and body, keys in code-point order), less its
+    // closing brace: in one pass when the body is built in order (decisionBody is), else
+    // through the canonicalize library.
+    const open = orderedRecord(body, jsonString(id), jsonString(prev), seq, jsonString(time)) ?? sortedRecord(body, [id, prev, seq, time, LOG_FORMAT_VERSION]);
     // The stored line is the canonical text with `hash` added last: still JSON, and its
     // prefix is exactly what was hashed. Verifiers recompute from the parsed record anyway.
+    // The text is encoded once, straight into the batch, behind `prev`: the hash,
+    // sha256hex(prev + canonical) as chainHash() computes it, is taken over those bytes, then
+    // the record is moved over `prev` and the hash field appended.
     const b = this.batch;
-    const line = canonical.slice(0, -1) + ',"hash":"' + hash + '"}\n';
-    put(b, line);
+    const start = b.len;
+    room(b, prev.length * 3 + open.length * 3 + LINE_TAIL_BYTES);
+    const buf = b.buf;
+    const p = buf.write(prev, start);
+    const n = buf.write(open, start + p);
+    buf[start + p + n] = 0x7d; // "}"
+    const hash = oneShotHash("sha256", buf.subarray(start, start + p + n + 1), "hex");
+    buf.copyWithin(start, start + p, start + p + n);
+    let end = start + n;
+    end += buf.write(',"hash":"', end, "latin1");
+    end += buf.write(hash, end, "latin1");
+    end += buf.write('"}\n', end, "latin1");
+    b.len = end;
+    this.headHash = hash;
+    this.chainedSeq = seq;
     if (this.exportSink) {
       const decision = (body as { decision?: unknown }).decision;
-      (b.exports ??= []).push([{ type: body.type, seq, id, time, hash, ...(typeof decision === "string" && { decision }) }, line.slice(0, -1)]);
+      (b.exports ??= []).push([{ type: body.type, seq, id, time, hash, ...(typeof decision === "string" && { decision }) }, buf.toString("utf8", start, end - 1)]);
     }
     b.count++;
     b.lastSeq = seq;
@@ -332,6 +388,10 @@ export class DecisionLog extends EventEmitter<DecisionLogEvents> {
     this.lastFlushAt = performance.now();
     const b = this.batch;
     this.batch = newBatch();
+    if (this.spare) {
+      this.batch.buf = this.spare;
+      this.spare = null;
+    }
     this.inflight = b;
     try {
       const buf = b.buf.subarray(0, b.len);
@@ -365,6 +425,8 @@ export class DecisionLog extends EventEmitter<DecisionLogEvents> {
     this.durableSeq = b.lastSeq;
     this.counters.batches++;
     this.counters.bytes += bytes;
+    // Written and synced: nothing reads this buffer any more (exports hold their own lines).
+    if (b.buf.length <= SPARE_MAX) this.spare = b.buf;
     b.resolve();
     // Exported only once on disk: the local log stays the record, the export follows it.
     const sink = this.exportSink;

@@ -160,17 +160,11 @@ class Connection {
   /** Frames waiting for the end of this event-loop turn, then written together. */
   out: Buffer[] = [];
   flushing = false;
-  holdTimer: NodeJS.Timeout | undefined;
 }
-const HOLD = process.env["ZT_EXP_HOLD"] === "1";
 
 /** Writes every frame asked in this event-loop turn in one socket write. */
 function flush(c: Connection, n: { writes: number }): void {
   c.flushing = false;
-  if (c.holdTimer) {
-    clearTimeout(c.holdTimer);
-    c.holdTimer = undefined;
-  }
   const out = c.out;
   if (out.length === 0) return;
   c.out = [];
@@ -322,15 +316,7 @@ export class ModbusDevice extends EventEmitter<{ state: [state: ConnectionState,
     this.n.sent++;
     // Requests asked in the same event-loop turn (from any client) leave in one write.
     c.out.push(encodeFrame(tid, e.unitId, e.pdu));
-    if (HOLD && c.inFlight.size > c.out.length) {
-      if (!c.flushing && !c.holdTimer) c.holdTimer = setTimeout(flush, 1, c, this.n);
-      return;
-    }
-    this.scheduleFlush(c);
-  }
-
-  private scheduleFlush(c: Connection): void {
-    if (!c.flushing && c.out.length > 0) {
+    if (!c.flushing) {
       c.flushing = true;
       setImmediate(flush, c, this.n);
     }
@@ -407,7 +393,6 @@ export class ModbusDevice extends EventEmitter<{ state: [state: ConnectionState,
       }
     }
     c.rest = off < buf.length ? Buffer.from(buf.subarray(off)) : undefined;
-    if (HOLD) this.scheduleFlush(c);
     this.pump();
   }
 

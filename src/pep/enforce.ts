@@ -10,7 +10,7 @@ import type { PolicySet } from "../pdp/policy-set.js";
 import type { Reason } from "../pdp/reasons.js";
 import type { RateState } from "../pdp/conditions/rate.js";
 import { decisionBody } from "../audit/record.js";
-import type { ClientRef, OutcomeStatus, RecordBody } from "../audit/record.js";
+import type { ClientRef, OutcomeBody, OutcomeStatus, RecordBody } from "../audit/record.js";
 import type { Appended } from "../audit/writer.js";
 import { AuditUnavailableError } from "../audit/writer.js";
 import type { Action } from "../pdp/operation.js";
@@ -70,7 +70,29 @@ export class Enforcer {
    * strict durability, an allowed write waits for its fsync. A log that cannot be written turns
    * the decision into a deny with `audit-unavailable` (reads go on with `onFailure: allow-reads`).
    */
-  async authorize(principal: Principal | null, op: Operation, client: ClientRef): Promise<Authorization> {
+  authorize(principal: Principal | null, op: Operation, client: ClientRef): Promise<Authorization> {
+    try {
+      return settled(this.authorizeNow(principal, op, client));
+    } catch (e) {
+      return Promise.reject(e as Error);
+    }
+  }
+
+  /**
+   * A refusal decided before the policy is asked (no session, token refused, broadcast, an
+   * unknown unit id): logged as a deny like any other.
+   */
+  refuse(reason: Reason, principal: Principal | null, op: Operation, client: ClientRef): Promise<Authorization> {
+    try {
+      const d: Decision = { effect: "deny", rule: null, reason, policyRevision: this.deps.policy().revision, mode: "enforce" };
+      return settled(this.record(d, principal, op, client));
+    } catch (e) {
+      return Promise.reject(e as Error);
+    }
+  }
+
+  /** authorize(), without a promise unless the operation has to wait for the log (strict durability). */
+  private authorizeNow(principal: Principal | null, op: Operation, client: ClientRef): Authorization | Promise<Authorization> {
     const set = this.deps.policy();
     const d: Decision = principal
       ? decide(set, op, principal, { now: this.now(), rates: this.deps.rates })
@@ -78,16 +100,7 @@ export class Enforcer {
     return this.record(d, principal, op, client);
   }
 
-  /**
-   * A refusal decided before the policy is asked (no session, token refused, broadcast, an
-   * unknown unit id): logged as a deny like any other.
-   */
-  async refuse(reason: Reason, principal: Principal | null, op: Operation, client: ClientRef): Promise<Authorization> {
-    const d: Decision = { effect: "deny", rule: null, reason, policyRevision: this.deps.policy().revision, mode: "enforce" };
-    return this.record(d, principal, op, client);
-  }
-
-  private async record(d: Decision, principal: Principal | null, op: Operation, client: ClientRef): Promise<Authorization> {
+  private record(d: Decision, principal: Principal | null, op: Operation, client: ClientRef): Authorization | Promise<Authorization> {
     const log = this.deps.log;
     let appended: Appended;
     try {
@@ -98,15 +111,14 @@ export class Enforcer {
       return this.done({ allowed: false, decision: d.effect === "allow" ? denial(d, "audit-unavailable") : d, id: null }, op);
     }
     if (d.effect === "allow" && log.mustAwaitDurable(op.action)) {
-      try {
-        await appended.durable;
-      } catch {
-        return this.done({ allowed: false, decision: denial(d, "audit-unavailable"), id: appended.id }, op);
-      }
-    } else {
-      // Group commit: the record is in the chain; a later fsync failure is the log's to report.
-      appended.durable.catch(() => undefined);
+      const id = appended.id;
+      return appended.durable.then(
+        () => this.done({ allowed: true, decision: d, id }, op),
+        () => this.done({ allowed: false, decision: denial(d, "audit-unavailable"), id }, op),
+      );
     }
+    // Group commit: the record is in the chain; a later fsync failure is the log's to report.
+    ignoreRejection(appended.durable);
     return this.done({ allowed: d.effect === "allow", decision: d, id: appended.id }, op);
   }
 
@@ -118,8 +130,13 @@ export class Enforcer {
   /** Records what the device did with an allowed operation, under its decision's id. */
   outcome(id: string | null, status: OutcomeStatus, latencyMs: number, exception?: number | string): void {
     if (id === null) return;
+    // Keys in code-point order: the log writes it in one pass (see audit/record.ts orderedJson).
+    const body: OutcomeBody =
+      exception === undefined
+        ? { latencyMs: Math.round(latencyMs * 1000) / 1000, ref: id, status, type: "outcome" }
+        : { exception, latencyMs: Math.round(latencyMs * 1000) / 1000, ref: id, status, type: "outcome" };
     try {
-      this.deps.log.append({ type: "outcome", ref: id, status, latencyMs: Math.round(latencyMs * 1000) / 1000, ...(exception !== undefined && { exception }) }).durable.catch(() => undefined);
+      ignoreRejection(this.deps.log.append(body).durable);
     } catch (e) {
       // The decision is already logged; a lost outcome is counted by the log's own refusals.
       if (!(e instanceof AuditUnavailableError)) throw e;
@@ -129,17 +146,56 @@ export class Enforcer {
   /**
    * The straight line for one client request: every operation it maps to (FC23 maps to two) is
    * decided and logged; only if all are allowed is the request forwarded, once; the outcome is
-   * recorded for each.
+   * recorded for each. Operations that need not wait for the log are decided at once, and the
+   * request is forwarded within this call (no promise turn between the decision and the device).
    */
-  async enforce<T>(principal: Principal | null, ops: readonly Operation[], client: ClientRef, forward: () => Promise<Forwarded<T>>): Promise<Enforced<T>> {
+  enforce<T>(principal: Principal | null, ops: readonly Operation[], client: ClientRef, forward: () => Promise<Forwarded<T>>): Promise<Enforced<T>> {
     const authorizations: Authorization[] = [];
-    for (const op of ops) authorizations.push(await this.authorize(principal, op, client));
-    const refusal = authorizations.find((a) => !a.allowed);
-    if (refusal) return { allowed: false, authorizations, refusal };
-    const started = performance.now();
-    const forwarded = await forward();
-    const latency = performance.now() - started;
-    for (const a of authorizations) this.outcome(a.id, forwarded.status, latency, forwarded.exception);
-    return { allowed: true, authorizations, forwarded };
+    try {
+      for (let i = 0; i < ops.length; i++) {
+        const a = this.authorizeNow(principal, ops[i] as Operation, client);
+        if (a instanceof Promise) return this.enforceRest(principal, ops, i, a, authorizations, client, forward);
+        authorizations.push(a);
+      }
+      return this.forwardAll(authorizations, forward);
+    } catch (e) {
+      return Promise.reject(e as Error);
+    }
   }
+
+  /** enforce() once an operation had to wait for the log: the rest are decided one after another. */
+  private async enforceRest<T>(principal: Principal | null, ops: readonly Operation[], from: number, waiting: Promise<Authorization>, authorizations: Authorization[], client: ClientRef, forward: () => Promise<Forwarded<T>>): Promise<Enforced<T>> {
+    authorizations.push(await waiting);
+    for (let i = from + 1; i < ops.length; i++) authorizations.push(await this.authorizeNow(principal, ops[i] as Operation, client));
+    return this.forwardAll(authorizations, forward);
+  }
+
+  private forwardAll<T>(authorizations: Authorization[], forward: () => Promise<Forwarded<T>>): Promise<Enforced<T>> {
+    for (const a of authorizations) if (!a.allowed) return Promise.resolve({ allowed: false, authorizations, refusal: a });
+    const started = performance.now();
+    return forward().then((forwarded) => {
+      const latency = performance.now() - started;
+      for (const a of authorizations) this.outcome(a.id, forwarded.status, latency, forwarded.exception);
+      return { allowed: true, authorizations, forwarded };
+    });
+  }
+}
+
+/** An Authorization as a promise (the public methods' shape). */
+function settled(a: Authorization | Promise<Authorization>): Promise<Authorization> {
+  return a instanceof Promise ? a : Promise.resolve(a);
+}
+
+function noop(): void {}
+
+let lastIgnored: Promise<void> | undefined;
+
+/**
+ * A `durable` nobody waits for: its rejection must not surface as unhandled. The records of one
+ * group commit share one promise, so a handler is added once per batch, not once per record.
+ */
+function ignoreRejection(p: Promise<void>): void {
+  if (p === lastIgnored) return;
+  lastIgnored = p;
+  p.catch(noop);
 }

@@ -89,3 +89,31 @@ t.test("canonicalJson is the JCS text, on its fast path and off it", async (t) =
   for (const v of odd) t.equal(canonicalJson(v), jcs(v), JSON.stringify(v));
   t.throws(() => canonicalJson({ a: Number.POSITIVE_INFINITY }), "non-finite numbers are refused as JCS refuses them");
 });
+
+t.test("jsonString and orderedJson write what JSON.stringify and JCS write", async (t) => {
+  const { jsonString, orderedJson } = await import("../../src/audit/record.js");
+  for (const s of ["", "plain", 'a "quote"', "back\\slash", "tab\tnew\nline\u0001", "é ☃ 🔥", "lone \ud800 surrogate", "\udfff", "\u007f\u2028"]) t.equal(jsonString(s), JSON.stringify(s), `string of ${s.length} code units`);
+  for (const v of [0, -0, 1.5, 1e21, 2 ** 53, -1e-7, true, false, null, "x", [1, "a", null], { a: 1, b: [{ c: "é" }] }]) t.equal(orderedJson(v), jcs(v), `${typeof v} ${JSON.stringify(v)}`);
+  t.equal(orderedJson({ b: 1, a: 2 }), undefined, "keys out of order: left to the library");
+  t.equal(orderedJson({ 10: 1, 9: 2 }), undefined, "integer-like keys (listed first by the engine) out of order");
+  t.equal(orderedJson([1, undefined]), undefined);
+  t.equal(orderedJson(new Date(0)), undefined, "toJSON: left to the library");
+  t.equal(orderedJson(Number.NaN), undefined);
+  t.equal(orderedJson({ a: undefined, b: 1 }), '{"b":1}', "an undefined field is left out, as JSON and JCS leave it out");
+});
+
+t.test("subjectOf and clientOf: one frozen object per principal and per client, its text remembered", async (t) => {
+  const { clientOf, orderedJson } = await import("../../src/audit/record.js");
+  const p: Principal = { sub: "mes-1", iss: "idp", roles: ["mes", "historian"], claims: {}, sessionId: "s1", tokenId: "j1", via: "lease" };
+  const s = subjectOf(p);
+  t.equal(subjectOf(p), s, "the same object for the same principal");
+  t.ok(Object.isFrozen(s) && Object.isFrozen(s.roles));
+  t.same(Object.keys(s), ["iss", "jti", "roles", "sessionId", "sub"], "keys in code-point order");
+  t.equal(orderedJson(s), jcs(s));
+  const renewed: Principal = { ...p, tokenId: "j2" };
+  t.equal(subjectOf(renewed).jti, "j2", "a renewed session's new principal is named anew");
+  const c = { port: 502, address: "10.0.0.1", transport: "tcp", protocol: "modbus" as const };
+  t.equal(clientOf(c), clientOf(c));
+  t.same(Object.keys(clientOf(c)), ["address", "port", "protocol", "transport"]);
+  t.equal(orderedJson({ client: clientOf(c), subject: s }), jcs({ client: c, subject: s }));
+});

@@ -5,7 +5,7 @@ import path from "node:path";
 import t from "tap";
 import { AuditUnavailableError, DecisionLog } from "../../src/audit/writer.js";
 import { verifyLog } from "../../src/audit/verify.js";
-import { GENESIS_PREV, recomputeHash } from "../../src/audit/record.js";
+import { GENESIS_PREV, jcs, recomputeHash } from "../../src/audit/record.js";
 import { decision, keys, outcome, readRecords, settings, testClock, testIds } from "./helpers.js";
 
 const k = await keys();
@@ -171,4 +171,43 @@ t.test("refuses to write on top of a log that lost records its head.jws signs", 
   await l2.close();
   await t.rejects(DecisionLog.open(settings(dir2), { signingKey: other.privateKey }), { code: "ZT_LOG_TAMPERED", message: /does not verify/ }, "another key");
   await t.rejects(DecisionLog.open(settings(dir2), { signingKey: k.publicKey }), { code: "ZT_LOG_KEY_INVALID" }, "a public key cannot sign");
+});
+
+t.test("each line is the record's canonical text with its hash added, on the one-pass path and off it, in any script", async (t) => {
+  const dir = t.testdir({});
+  const log = await DecisionLog.open(settings(dir), { signingKey: k.privateKey, ids: testIds() });
+  const bodies = [
+    decision(0),
+    // Multi-byte UTF-8 (the hash is taken over the encoded bytes), a quote and a backslash to escape.
+    decision(1, { target: { point: "Zählerstand ☃ 🔥" }, zone: 'hall "B" \\ north' }),
+    // Keys out of order and an undefined field: the canonicalize library's path.
+    { zone: null, type: "decision", target: { table: "holding", count: 1, address: 7 }, subject: null, rule: null, reason: "no-session", policyRevision: "r", mode: "enforce", decision: "deny", client: { transport: "tcp", protocol: "modbus" }, asset: "é", action: "read", values: undefined } as never,
+    outcome("r-1"),
+    { type: "outcome", ref: "r-2", status: "device-exception", latencyMs: 1.5, exception: 2 } as never,
+  ];
+  for (const b of bodies) log.append(b);
+  await log.close();
+  const lines = readFileSync(seg(dir, 1), "utf8").split("\n").filter(Boolean);
+  const recs = readRecords(seg(dir, 1));
+  t.equal(recs.length, bodies.length + 1, "and the close checkpoint");
+  recs.forEach((r, i) => {
+    t.equal(recomputeHash(r), r.hash, `seq ${r.seq}: the hash recomputes with the JCS library`);
+    const { hash: _h, ...rest } = r;
+    t.equal(lines[i], `${jcs(rest).slice(0, -1)},"hash":"${r.hash}"}`, `seq ${r.seq}: the line is JCS text + hash`);
+  });
+  t.equal((recs[1] as unknown as { target: { point: string } }).target.point, "Zählerstand ☃ 🔥");
+  t.notOk("values" in (recs[2] as object), "an undefined field is left out");
+  t.match(await verifyLog(dir, k.publicKey), { ok: true });
+});
+
+t.test("batches of every size in a row reuse their buffers without mixing records", async (t) => {
+  const dir = t.testdir({});
+  const log = await DecisionLog.open(settings(dir, { syncMs: 1 }), { signingKey: k.privateKey });
+  let n = 0;
+  for (const burst of [1, 3000, 2, 7000, 1, 500, 4000, 1]) {
+    for (let i = 0; i < burst; i++) log.append(decision(n++));
+    await log.flush();
+  }
+  await log.close();
+  t.match(await verifyLog(dir, k.publicKey), { ok: true, records: n + log.stats().checkpoints });
 });

@@ -68,6 +68,20 @@ t.test("50 concurrent requests over one connection, each with its own answer and
   t.equal(plc.stats().malformed, 0);
 });
 
+t.test("requests asked in one event-loop turn, from any caller, leave in one socket write", async (t) => {
+  const { plc, port } = await startPlc(t);
+  for (let i = 0; i < 20; i++) plc.memory.holding[i] = 500 + i;
+  const d = await startDevice(t, port);
+  await reach(d, "connected");
+  const before = d.stats().writes;
+  const results = await Promise.all(Array.from({ length: 20 }, (_, i) => d.request(1, readHolding(i))));
+  t.same(results.map(value), Array.from({ length: 20 }, (_, i) => 500 + i), "each got its own answer");
+  t.equal(d.stats().writes - before, 1, "20 requests of one turn: one write");
+  for (let i = 0; i < 3; i++) t.equal(value(await d.request(1, readHolding(i))), 500 + i);
+  t.equal(d.stats().writes - before, 4, "one request per turn: one write each");
+  t.match(d.stats(), { sent: 23, answered: 23 });
+});
+
 t.test("transaction ids wrap past 65535 without colliding", async (t) => {
   const { plc, port } = await startPlc(t);
   let wrapped = false;

@@ -8,7 +8,7 @@ import { fileURLToPath } from "node:url";
 import { DecisionLog } from "../../src/audit/writer.js";
 import { verifyLog } from "../../src/audit/verify.js";
 import { Enforcer } from "../../src/pep/enforce.js";
-import type { AuditLog } from "../../src/pep/enforce.js";
+import type { AuditLog, Forwarded } from "../../src/pep/enforce.js";
 import { loadPolicyDir } from "../../src/policy/load.js";
 import { TokenBucketRates } from "../../src/pdp/conditions/rate.js";
 import type { Operation } from "../../src/pdp/operation.js";
@@ -125,4 +125,48 @@ t.test("strict durability: an allowed write waits for its fsync; a failed fsync 
   const p = new Enforcer({ policy: () => set, log: failing, rates: new TokenBucketRates() }).authorize(mes, writeSp(40), client);
   rejectDurable(new Error("EIO"));
   t.equal((await p).decision.reason, "audit-unavailable");
+});
+
+t.test("group commit: the request is forwarded within enforce(), after its record is in the chain", async (t) => {
+  const dir = t.testdir();
+  const k = await keys();
+  const log = await DecisionLog.open(settings(dir), { signingKey: k.privateKey });
+  t.teardown(() => log.close());
+  const pep = new Enforcer({ policy: () => set, log, rates: new TokenBucketRates() });
+  let seqAtForward = -1;
+  let releaseDevice!: () => void;
+  const p = pep.enforce(mes, [readTemp], client, () => {
+    seqAtForward = log.stats().seq;
+    return new Promise<Forwarded<number>>((resolve) => (releaseDevice = () => resolve({ status: "ok", result: 1 })));
+  });
+  t.equal(seqAtForward, 1, "forwarded before enforce() returned, its decision already chained (write-ahead)");
+  releaseDevice();
+  const r = await p;
+  t.equal(r.forwarded?.result, 1);
+  t.equal(log.stats().seq, 2, "and the outcome once the device answered");
+
+  // A forward step that throws: enforce() rejects, as the async function it replaces did.
+  await t.rejects(pep.enforce(mes, [readTemp], client, () => {
+    throw new Error("front bug");
+  }), /front bug/);
+  // authorize() and refuse() still answer with promises.
+  t.ok(pep.authorize(mes, readTemp, client) instanceof Promise);
+  t.ok(pep.refuse("unsupported-function", mes, readTemp, client) instanceof Promise);
+});
+
+t.test("a group-commit record whose fsync fails later raises no unhandled rejection", async (t) => {
+  let rejectDurable!: (e: Error) => void;
+  const durable = new Promise<void>((_, rej) => (rejectDurable = rej));
+  let n = 0;
+  const later: AuditLog = { append: () => ({ id: `x${++n}`, seq: n, durable }), mustAwaitDurable: () => false, allowsUnlogged: () => false };
+  const pep = new Enforcer({ policy: () => set, log: later, rates: new TokenBucketRates() });
+  const r = await pep.enforce(mes, [readTemp], client, async () => ({ status: "ok" }));
+  t.equal(r.allowed, true);
+  const unhandled: unknown[] = [];
+  const onUnhandled = (e: unknown) => unhandled.push(e);
+  process.on("unhandledRejection", onUnhandled);
+  rejectDurable(new Error("EIO"));
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  process.off("unhandledRejection", onUnhandled);
+  t.same(unhandled, [], "the log reports it; the enforcer does not crash the process");
 });
