@@ -35,6 +35,7 @@ import type { HttpApp } from "./fronts/http/app.js";
 import { gatewayDecisionLog } from "./fronts/http/decisions.js";
 import { RecordFeed } from "./audit/feed.js";
 import { Metrics } from "./metrics.js";
+import { routeOpcuaLogs } from "./util/opcua-logging.js";
 
 export interface Gateway {
   readonly config: GatewayConfig;
@@ -61,7 +62,11 @@ export interface Gateway {
 }
 
 export function createLogger(): Logger {
-  return pino({ name: "ztgate", level: process.env["ZTGATE_LOG_LEVEL"] ?? "info" });
+  const log = pino({ name: "ztgate", level: process.env["ZTGATE_LOG_LEVEL"] ?? "info" });
+  // node-opcua (loaded with this module) prints on stdout unless told otherwise; its first
+  // message comes after an asynchronous check it starts at load, so this call precedes it.
+  routeOpcuaLogs(log);
+  return log;
 }
 
 function subjectOfSession(s: SessionInfo): SessionBody["subject"] {
@@ -70,8 +75,21 @@ function subjectOfSession(s: SessionInfo): SessionBody["subject"] {
 
 export async function startGateway(config: GatewayConfig, log: Logger): Promise<Gateway> {
   const stops: Array<() => Promise<void> | void> = [];
+  // In reverse order of start: fronts stop taking requests and close their connections, then
+  // the devices, the sessions (their end records are logged) and last the decision log, which
+  // flushes and writes a signed checkpoint on close. A part failing to stop is logged and the
+  // others still stop (the log above all); the first failure is rethrown at the end.
   const stop = async () => {
-    for (const s of stops.reverse()) await s();
+    let failed: unknown;
+    for (const s of stops.splice(0).reverse()) {
+      try {
+        await s();
+      } catch (e) {
+        log.error({ err: (e as Error).message }, "stopping a part of the gateway failed");
+        failed ??= e;
+      }
+    }
+    if (failed !== undefined) throw failed;
   };
   try {
     const keys = await initKeys(config.keys.dir);
@@ -228,9 +246,13 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
       log.info({ address: `${config.http.tls ? "https" : "http"}://${a.address}:${a.port}` }, "HTTP API listening");
     }
 
+    // Every part is up: sign the head now, so that a new log (the first start's) verifies at
+    // once rather than only after the first timed checkpoint (log.checkpointEvery.seconds).
+    await decisions.checkpoint().catch((e: unknown) => log.error({ err: (e as Error).message }, "decision log: the start checkpoint could not be written"));
+
     return { config, policy, log: decisions, verifier, revocations, sessions, enforcer, devices, points, modbus, ...(opcua && { opcua }), ...(http && { http }), ...(plc && { plc }), ...(opcuaSim && { opcuaSim }), stop };
   } catch (e) {
-    await stop();
+    await stop().catch(() => undefined);
     throw e;
   }
 }

@@ -2,17 +2,20 @@
 // message and an exit code (2 for usage, 1 for failures), never a bare stack trace.
 import { UsageError, ZtError } from "../errors.js";
 import { certCommand } from "./cert.js";
+import { helpFor } from "./help.js";
 import { keysCommand } from "./keys.js";
 import { logCommand } from "./log.js";
 import { policyCommand } from "./policy.js";
 import { reportCommand } from "./report.js";
 import { sessionCommand } from "./session.js";
+import { simCommand } from "./sim.js";
 import { tokenCommand } from "./token.js";
 import type { Io } from "./io.js";
 import { processIo } from "./io.js";
 
 const USAGE = `usage: ztgate <command>
   start [--config F]             run the gateway
+  sim [--config F]               run only the simulated plant (boiler PLC, packaging line OPC UA server)
   policy check [DIR]             validate every policy file
   policy explain …               show the decision for one operation and why
   policy test [DIR]              run the policy test cases under DIR/tests/
@@ -27,15 +30,22 @@ const USAGE = `usage: ztgate <command>
   report [--since 30d] [--format html|md] [--out F]  evidence report for auditors (log integrity, decisions, IEC 62443 / NIST mapping)
   session list                   list open sessions and leases (via the gateway's HTTP API)
   session revoke --id|--sub|--jti  end a session; revoke a subject or a token (admin)
-  session keep --token-file F    keep a Modbus lease, renewing it whenever F changes`;
+  session keep --token-file F    keep a Modbus lease, renewing it whenever F changes
+ztgate COMMAND --help prints a command's options.`;
 
 export async function main(argv: string[], io: Io = processIo): Promise<number> {
   const [cmd, ...rest] = argv;
+  const help = helpFor(argv);
+  if (help !== undefined) {
+    io.out(help);
+    return 0;
+  }
   try {
     switch (cmd) {
       // Loaded only for `start`: the gateway pulls in node-opcua, whose load-time warnings on
       // stdout would otherwise land in every command's output (TOKEN=$(ztgate token issue …)).
       case "start": return await (await import("./start.js")).startCommand(rest, io);
+      case "sim": return await simCommand(rest, io);
       case "policy": return await policyCommand(rest, io);
       case "keys": return await keysCommand(rest, io);
       case "log": return await logCommand(rest, io);

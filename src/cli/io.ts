@@ -41,3 +41,42 @@ export function parse<O extends Options>(argv: string[], options: O, usage: stri
   if (r.positionals.length > maxPositionals) throw new UsageError(`unexpected argument "${r.positionals[maxPositionals]}"; usage: ${usage}`);
   return r;
 }
+
+/**
+ * Colour for a terminal only: the escape codes are added when `stream` is a TTY, NO_COLOR is
+ * not set and TERM is not "dumb" (https://no-color.org); pipes, files and tests get plain text.
+ */
+export function colours(stream: { isTTY?: boolean } = process.stdout) {
+  const env = process.env;
+  const on = stream.isTTY === true && env["NO_COLOR"] === undefined && env["TERM"] !== "dumb";
+  const paint = (code: number) => (s: string) => (on ? `\u001b[${code}m${s}\u001b[0m` : s);
+  return { green: paint(32), red: paint(31), yellow: paint(33), bold: paint(1) };
+}
+
+export interface Progress {
+  /** The current state of the work, shown on one line that rewrites itself (throttled). */
+  update(text: string): void;
+  /** Clears the line. */
+  done(): void;
+}
+
+/** A progress line on stderr for long work, only when stderr is a terminal; otherwise it does nothing. */
+export function progressLine(stream: NodeJS.WriteStream = process.stderr): Progress {
+  if (!stream.isTTY || process.env["TERM"] === "dumb") return { update: () => undefined, done: () => undefined };
+  let last = 0;
+  let shown = false;
+  return {
+    update(text) {
+      const now = Date.now();
+      if (now - last < 100) return;
+      last = now;
+      shown = true;
+      const width = (stream.columns ?? 80) - 1;
+      stream.write(`\r${text.length > width ? text.slice(0, width) : text}\u001b[K`);
+    },
+    done() {
+      if (shown) stream.write("\r\u001b[K");
+      shown = false;
+    },
+  };
+}

@@ -1,5 +1,6 @@
 // `ztgate log verify | query | tail`: the same reader and verifier the gateway's API uses.
 import { existsSync } from "node:fs";
+import { readdir, stat } from "node:fs/promises";
 import path from "node:path";
 import type { KeyObject } from "node:crypto";
 import { UsageError, ZtError } from "../errors.js";
@@ -13,7 +14,7 @@ import { RECORD_TYPES } from "../audit/record.js";
 import type { RecordType } from "../audit/record.js";
 import { verifyLog } from "../audit/verify.js";
 import type { Io } from "./io.js";
-import { parse } from "./io.js";
+import { colours, parse, progressLine } from "./io.js";
 
 const VERIFY_USAGE = "ztgate log verify [DIR] [--key PEM] [--config F]";
 const QUERY_USAGE =
@@ -60,16 +61,40 @@ async function verifyCmd(argv: string[], io: Io): Promise<number> {
   if (positionals[0] !== undefined && values.dir !== undefined) throw new UsageError(`give DIR or --dir, not both; usage: ${VERIFY_USAGE}`);
   const dir = await logDir(positionals[0] ?? values.dir, values.config);
   const key = await verifyKey(values.key, values.config);
-  const r = await verifyLog(dir, key);
+  // verifyLog reports nothing while it works: on a terminal, a line says what it is checking.
+  const progress = progressLine();
+  const size = await logSize(dir);
+  const started = Date.now();
+  const ticker = setInterval(() => progress.update(`verifying ${size.segments} segment${size.segments === 1 ? "" : "s"} (${(size.bytes / 1e6).toFixed(1)} MB) … ${Math.round((Date.now() - started) / 1000)} s`), 250);
+  let r;
+  try {
+    r = await verifyLog(dir, key);
+  } finally {
+    clearInterval(ticker);
+    progress.done();
+  }
+  const c = colours();
   for (const n of r.notes) io.err(`note: ${n}`);
   if (r.problem) {
     io.out(`${r.problem.file}:${r.problem.seq}: ${r.problem.why}`);
-    io.out(`BROKEN: checked ${r.records} records in ${r.segments} segments before the first problem`);
+    io.out(`${c.red("BROKEN")}: checked ${r.records} records in ${r.segments} segments before the first problem`);
     return 1;
   }
   const head = r.signedHead ? `head.jws signs seq ${r.signedHead.seq}` : "no records";
-  io.out(`ok: ${r.records} records (seq 1..${r.lastSeq}) in ${r.segments} segment${r.segments === 1 ? "" : "s"}, ${r.checkpoints} checkpoint signature${r.checkpoints === 1 ? "" : "s"} verified, ${head}`);
+  io.out(`${c.green("ok")}: ${r.records} records (seq 1..${r.lastSeq}) in ${r.segments} segment${r.segments === 1 ? "" : "s"}, ${r.checkpoints} checkpoint signature${r.checkpoints === 1 ? "" : "s"} verified, ${head}`);
   return 0;
+}
+
+/** The segment files of a log directory: how many, and their bytes (for the progress line). */
+async function logSize(dir: string): Promise<{ segments: number; bytes: number }> {
+  const names = await readdir(dir).catch(() => [] as string[]);
+  let bytes = 0;
+  let segments = 0;
+  for (const n of names.filter((f) => f.endsWith(".jsonl"))) {
+    segments++;
+    bytes += (await stat(path.join(dir, n)).catch(() => ({ size: 0 }))).size;
+  }
+  return { segments, bytes };
 }
 
 function oneOf<T extends string>(flag: string, value: string | undefined, allowed: readonly T[], usage: string): T | undefined {

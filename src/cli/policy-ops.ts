@@ -16,7 +16,7 @@ import { Replayer, claimRules, formatReplay } from "../policy/replay.js";
 import { suggest } from "../policy/suggest.js";
 import { formatDiagnostic, sortDiagnostics } from "../util/yaml-source.js";
 import type { Io } from "./io.js";
-import { parse } from "./io.js";
+import { parse, progressLine } from "./io.js";
 
 export const DIFF_USAGE = "ztgate policy diff OLD_DIR NEW_DIR --replay LOG_DIR [--since T] [--examples N] [--json]";
 export const SUGGEST_USAGE = "ztgate policy suggest --from LOG_DIR --asset A [--policies DIR] [--since T] [--out FILE]";
@@ -90,7 +90,16 @@ export async function diffCmd(argv: string[], io: Io): Promise<number> {
     newClaims: claimRules(after.sources),
     ...(v.examples !== undefined && { examples: Number(v.examples) }),
   });
-  for await (const r of records(logDir, since)) replayer.add(r);
+  const progress = progressLine();
+  let n = 0;
+  try {
+    for await (const r of records(logDir, since)) {
+      replayer.add(r);
+      if (++n % 1000 === 0) progress.update(`replaying ${v.replay}: ${n.toLocaleString("en")} records`);
+    }
+  } finally {
+    progress.done();
+  }
   const report = replayer.report();
   if (v.json) io.out(JSON.stringify(report, null, 2));
   else for (const line of formatReplay(report)) io.out(line);

@@ -16,7 +16,7 @@ import { runPolicyTests } from "../policy/testing.js";
 import { formatDiagnostic, sortDiagnostics } from "../util/yaml-source.js";
 import { loadConfig, defaultConfigPath } from "../config/load.js";
 import type { Io } from "./io.js";
-import { parse } from "./io.js";
+import { colours, parse } from "./io.js";
 import { diffCmd, suggestCmd } from "./policy-ops.js";
 
 const EXPLAIN_USAGE =
@@ -145,7 +145,8 @@ async function explainCmd(argv: string[], io: Io): Promise<number> {
 
 function printExplanation(io: Io, x: Explanation, p: Principal, note: string): void {
   const would = x.mode === "monitor" && x.reason !== "allowed" ? " (monitor mode: would be denied)" : "";
-  io.out(`${x.effect.toUpperCase()}${would}  reason: ${x.reason}  rule: ${x.rule ?? "(none)"}  policy revision: ${x.policyRevision}`);
+  const c = colours();
+  io.out(`${(x.effect === "allow" ? c.green : c.red)(x.effect.toUpperCase())}${would}  reason: ${x.reason}  rule: ${x.rule ?? "(none)"}  policy revision: ${x.policyRevision}`);
   io.out(`subject: ${p.sub} roles [${p.roles.join(", ")}]${note}`);
   for (const v of x.values ?? []) io.out(`value: ${v.point ?? `${v.table ?? "node"} ${v.address ?? v.node}`} = ${JSON.stringify(v.value)}${v.raw ? ` (raw ${v.raw.join(",")})` : ""}`);
   if (x.considered.length > 0) io.out("rules considered:");
