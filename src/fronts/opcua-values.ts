@@ -5,27 +5,17 @@
 import { DataType, DataValue, StatusCode, StatusCodes, Variant } from "node-opcua";
 import type { OutcomeStatus } from "../audit/record.js";
 import type { PointReading, PointWriteResult } from "../devices/types.js";
+import { OPCUA_DATA_TYPES } from "../devices/points.js";
 import type { Point } from "../pdp/policy-set.js";
 import type { Scalar } from "../pdp/operation.js";
 import type { PointType } from "../pdp/values.js";
 
+/** OPC UA point types as themselves; Modbus point types decoded (coils → Boolean, float32 → Float). */
 const DATA_TYPES: Record<Exclude<PointType, "method">, DataType> = {
+  ...OPCUA_DATA_TYPES,
   bool: DataType.Boolean,
-  boolean: DataType.Boolean,
-  sbyte: DataType.SByte,
-  byte: DataType.Byte,
-  int16: DataType.Int16,
-  uint16: DataType.UInt16,
-  int32: DataType.Int32,
-  uint32: DataType.UInt32,
-  int64: DataType.Int64,
-  uint64: DataType.UInt64,
-  float: DataType.Float,
   float32: DataType.Float,
-  double: DataType.Double,
   float64: DataType.Double,
-  string: DataType.String,
-  datetime: DataType.DateTime,
 };
 
 /** The DataType a point is exposed with (Modbus points decoded: float32 → Float, coils → Boolean). */

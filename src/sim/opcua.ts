@@ -41,6 +41,7 @@ import {
 import type { MonitoredItemBase, Namespace, Subscription, UAVariable } from "node-opcua";
 import { PackagingLine } from "./packaging-line.js";
 import type { PackagingLineOptions } from "./packaging-line.js";
+import { startScan } from "./scan.js";
 
 /** The node ids of the line, as policies name them. */
 export const LINE_NODES = {
@@ -158,13 +159,7 @@ export class SimulatedOpcuaServer extends EventEmitter<{ scan: [] }> {
     }
     this.boundHost = host;
     this.boundPort = server.endpoints[0]?.port ?? 0;
-    if (this.scanMs > 0) {
-      this.scanTimer = setInterval(() => {
-        this.step(this.scanMs / 1000);
-        this.emit("scan");
-      }, this.scanMs);
-      this.scanTimer.unref();
-    }
+    this.scanTimer = startScan(this, this.scanMs);
     return this.boundPort;
   }
 

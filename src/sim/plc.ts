@@ -26,6 +26,7 @@ import type { Bit, ModbusRequest } from "../wire/pdu.js";
 import { deviceIdentificationFor, encodeException, encodeResponse } from "../wire/response.js";
 import { Boiler, float32FromWords, BOILER_POINTS } from "./boiler.js";
 import type { BoilerOptions, PlcMemory } from "./boiler.js";
+import { startScan } from "./scan.js";
 
 export const TABLE_SIZE = 0x10000;
 /** The unit id of a Modbus TCP device addressed directly (always answered). */
@@ -151,13 +152,7 @@ export class SimulatedPlc extends EventEmitter<{ request: [PlcRequestEvent]; mal
     const addr = server.address() as net.AddressInfo;
     this.boundHost = addr.address;
     this.boundPort = addr.port;
-    if (this.scanMs > 0) {
-      this.scanTimer = setInterval(() => {
-        this.step(this.scanMs / 1000);
-        this.emit("scan");
-      }, this.scanMs);
-      this.scanTimer.unref();
-    }
+    this.scanTimer = startScan(this, this.scanMs);
     return addr.port;
   }
 
