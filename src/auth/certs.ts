@@ -116,6 +116,8 @@ export interface ClientCertificateOptions {
   role?: string;
   /** Make an OPC UA client application instance certificate with this application URI. */
   opcuaAppUri?: string;
+  /** Host names (DNS SANs) of an OPC UA server's application certificate (with `opcuaAppUri`). */
+  dnsNames?: readonly string[];
   days?: number;
   now?: Date;
 }
@@ -133,7 +135,7 @@ export function issueClientCertificate(ca: Ca, o: ClientCertificateOptions): Pro
     cn: o.cn,
     usages: opcua ? F.digitalSignature | F.nonRepudiation | F.keyEncipherment | F.dataEncipherment : F.digitalSignature | F.keyEncipherment,
     eku: opcua ? [x509.ExtendedKeyUsage.clientAuth, x509.ExtendedKeyUsage.serverAuth] : [x509.ExtendedKeyUsage.clientAuth],
-    san: opcua ? [{ type: "url", value: o.opcuaAppUri as string }] : [],
+    san: opcua ? [{ type: "url", value: o.opcuaAppUri as string }, ...(o.dnsNames ?? []).map((value) => ({ type: "dns" as const, value }))] : [],
     extra: o.role !== undefined ? [roleExtension(o.role)] : [],
     days: o.days ?? 365,
     ...(o.now ? { now: o.now } : {}),

@@ -2,13 +2,23 @@
 // certificate's SAN URI is the server's ApplicationUri, which keys.dir/server.pem (a TLS
 // certificate for the loopback names) does not carry, so the front has one of its own, issued
 // by the dev CA into the PKI's own/ folder on first start and kept while it still fits: same
-// ApplicationUri, signed by the CA in keys.dir, not about to expire. An admin may put another
+// ApplicationUri and host names, signed by the CA in keys.dir, not about to expire. An admin may put another
 // certificate there (with its key); it is kept as long as it fits the same way.
 import { readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { issueClientCertificate } from "../auth/certs.js";
 import { KEY_FILES, privateKeyPem, readCa, writeKeyFile } from "../auth/keys.js";
 import { x509 } from "../auth/x509.js";
+import { extractFullyQualifiedDomainName, getHostname } from "node-opcua";
+
+/**
+ * The names node-opcua expects in the server certificate's DNS SANs (the machine's host name and
+ * fully qualified name; it warns with NODE-OPCUA-W26 on every start when one is missing), plus
+ * localhost.
+ */
+async function serverNames(): Promise<string[]> {
+  return [...new Set(["localhost", getHostname(), await extractFullyQualifiedDomainName()].filter((n) => n.length > 0))].sort();
+}
 
 export const FRONT_CERT = "own/certs/ztgate-opcua-front.pem";
 export const FRONT_KEY = "own/private/ztgate-opcua-front.key.pem";
@@ -22,13 +32,14 @@ export interface FrontCertificate {
   readonly status: "kept" | "created";
 }
 
-async function fits(certFile: string, keyFile: string, keysDir: string, applicationUri: string, now: Date): Promise<boolean> {
+async function fits(certFile: string, keyFile: string, keysDir: string, applicationUri: string, names: readonly string[], now: Date): Promise<boolean> {
   try {
     await stat(keyFile);
     const cert = new x509.X509Certificate(await readFile(certFile, "utf8"));
     const ca = new x509.X509Certificate(await readFile(join(keysDir, KEY_FILES.caCert), "utf8"));
-    const uris = cert.getExtension(x509.SubjectAlternativeNameExtension)?.names.items.filter((n) => n.type === "url").map((n) => n.value) ?? [];
-    return uris.includes(applicationUri) && cert.notAfter.getTime() - now.getTime() > RENEW_BEFORE_MS && (await cert.verify({ publicKey: ca.publicKey, signatureOnly: true }));
+    const sans = cert.getExtension(x509.SubjectAlternativeNameExtension)?.names.items ?? [];
+    const has = (type: string, value: string) => sans.some((n) => n.type === type && n.value === value);
+    return has("url", applicationUri) && names.every((n) => has("dns", n)) && cert.notAfter.getTime() - now.getTime() > RENEW_BEFORE_MS && (await cert.verify({ publicKey: ca.publicKey, signatureOnly: true }));
   } catch {
     return false;
   }
@@ -38,8 +49,9 @@ async function fits(certFile: string, keyFile: string, keysDir: string, applicat
 export async function ensureFrontCertificate(pkiDir: string, keysDir: string, applicationUri: string, now = new Date()): Promise<FrontCertificate> {
   const certificateFile = join(pkiDir, FRONT_CERT);
   const privateKeyFile = join(pkiDir, FRONT_KEY);
-  if (await fits(certificateFile, privateKeyFile, keysDir, applicationUri, now)) return { certificateFile, privateKeyFile, status: "kept" };
-  const issued = await issueClientCertificate(await readCa(keysDir), { cn: "ztgate OPC UA front", opcuaAppUri: applicationUri, days: 825, now });
+  const names = await serverNames();
+  if (await fits(certificateFile, privateKeyFile, keysDir, applicationUri, names, now)) return { certificateFile, privateKeyFile, status: "kept" };
+  const issued = await issueClientCertificate(await readCa(keysDir), { cn: "ztgate OPC UA front", opcuaAppUri: applicationUri, dnsNames: names, days: 825, now });
   await writeKeyFile(privateKeyFile, await privateKeyPem(issued.keys), 0o600);
   // The chain (leaf, then the CA), so clients that do not hold the CA can still build it.
   const caPem = await readFile(join(keysDir, KEY_FILES.caCert), "utf8");
