@@ -19,6 +19,7 @@ import { DecisionLog } from "./audit/writer.js";
 import { readSigningKey } from "./audit/checkpoint.js";
 import type { RecordBody, SessionBody } from "./audit/record.js";
 import { Enforcer } from "./pep/enforce.js";
+import { ApprovalQueue } from "./pep/approvals.js";
 import { SyslogExporter, syslogOptions } from "./audit/syslog.js";
 import { TokenBucketRates } from "./pdp/conditions/rate.js";
 import { KEY_FILES } from "./auth/keys.js";
@@ -157,7 +158,10 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
       audit({ type: "session", event, session: e.session.id, subject: subjectOfSession(e.session), detail: e.detail });
     });
 
-    const enforcer = new Enforcer({ policy: () => policy.current(), log: decisions, rates: new TokenBucketRates(), onDecision: (d, op) => metrics.decision(d, op) });
+    // Writes held for approval; stopped (each pending one refused and logged) before the log closes.
+    const approvals = new ApprovalQueue({ log: decisions, revision: () => policy.current().revision, onDecision: (d, asset) => metrics.decision(d, { asset, action: "write" }) });
+    stops.push(async () => approvals.stop());
+    const enforcer = new Enforcer({ policy: () => policy.current(), log: decisions, rates: new TokenBucketRates(), onDecision: (d, op) => metrics.decision(d, op), approvals });
 
     let plc: SimulatedPlc | undefined;
     const sim = config.sim.modbus;
@@ -234,6 +238,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
         bodyLimit: config.http.bodyLimit,
         policy,
         enforcer,
+        approvals,
         points,
         devices,
         audit: { dir: config.log.dir, healthy: () => decisions.healthy(), feed },

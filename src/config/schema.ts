@@ -174,6 +174,11 @@ export const ModbusListenerSchema = Type.Object(
       "x-expected": "1 (illegal function) or 2 (illegal data address)",
       description: "the Modbus exception a denied request is answered with",
     }),
+    approval: Type.Union([Type.Literal("ack"), Type.Literal("wait")], {
+      default: "ack",
+      "x-expected": "ack or wait",
+      description: "a write held for approval: ack = answer exception 05 (acknowledge) at once and write later if approved; wait = answer when decided (the client's timeout must exceed the rule's approval.timeout)",
+    }),
     idleTimeoutMs: Type.Integer({ minimum: 100, maximum: 86_400_000, default: 60_000, description: "close a client connection that sends nothing for this long" }),
     maxConnections: Type.Integer({ minimum: 1, maximum: 100_000, default: 1000, description: "client connections open at once; more are closed at once" }),
   },
@@ -181,8 +186,8 @@ export const ModbusListenerSchema = Type.Object(
 );
 
 const DEFAULT_MODBUS_LISTENERS = [
-  { name: "lease", mode: "lease", host: "127.0.0.1", port: 5020, denyException: 1, idleTimeoutMs: 60_000, maxConnections: 1000 },
-  { name: "mtls", mode: "mtls", host: "127.0.0.1", port: 8020, denyException: 1, idleTimeoutMs: 60_000, maxConnections: 1000 },
+  { name: "lease", mode: "lease", host: "127.0.0.1", port: 5020, denyException: 1, approval: "ack", idleTimeoutMs: 60_000, maxConnections: 1000 },
+  { name: "mtls", mode: "mtls", host: "127.0.0.1", port: 8020, denyException: 1, approval: "ack", idleTimeoutMs: 60_000, maxConnections: 1000 },
 ];
 
 /** The upstream side: how the gateway talks to each Modbus device (SPEC §5.1). */

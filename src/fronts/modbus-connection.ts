@@ -25,7 +25,7 @@ import type { Operation } from "../pdp/operation.js";
 import type { Asset, PolicySet } from "../pdp/policy-set.js";
 import type { Principal } from "../pdp/principal.js";
 import type { Reason } from "../pdp/reasons.js";
-import type { Enforcer, Forwarded } from "../pep/enforce.js";
+import type { ApprovalHold, Enforcer, Forwarded } from "../pep/enforce.js";
 import type { MbapFrame } from "../wire/mbap.js";
 import { encodeFrame, readFrame } from "../wire/mbap.js";
 import type { ModbusRequest, ParseRequestResult } from "../wire/pdu.js";
@@ -62,6 +62,8 @@ export interface FrontCounters {
 export interface ConnectionContext {
   readonly listener: string;
   readonly denyException: number;
+  /** A write held for approval: `ack` answers exception 05 at once (the write goes out if approved), `wait` answers once it is decided. */
+  readonly approval?: ApprovalHold;
   readonly policy: () => PolicySet;
   /** The asset answering `unitId` on this listener, in `set`. */
   readonly route: (set: PolicySet, unitId: number) => Asset | undefined;
@@ -316,11 +318,12 @@ export class ModbusConnection {
           : Promise.resolve({ status: "unavailable", result: encodeException(fc, ExceptionCode.GatewayPathUnavailable) });
         this.release(slot); // in the device's queue: the next request of this connection may be decided
         return p;
-      })
+      }, ctx.approval)
       .then(
         (r) => {
           this.release(slot);
-          if (r.allowed && r.forwarded?.result) this.answer(slot, r.forwarded.result);
+          if (r.held) this.answer(slot, encodeException(fc, ExceptionCode.Acknowledge));
+          else if (r.allowed && r.forwarded?.result) this.answer(slot, r.forwarded.result);
           else {
             if (!r.allowed) ctx.counters.denied++;
             this.answer(slot, encodeException(fc, ctx.denyException));

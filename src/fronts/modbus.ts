@@ -85,6 +85,7 @@ export class ModbusFront {
     this.ctx = {
       listener: this.name,
       denyException: deps.listener.denyException,
+      approval: deps.listener.approval,
       policy: deps.policy,
       route: (set, unit) => this.route(set, unit),
       enforcer: deps.enforcer,

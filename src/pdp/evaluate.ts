@@ -7,7 +7,7 @@
 // closest miss (an allow rule that matched subject, action and target but failed a condition).
 import type { Operation, Scalar, Table } from "./operation.js";
 import type { Principal } from "./principal.js";
-import type { ActionIndex, Asset, Point, PolicySet, Rule } from "./policy-set.js";
+import type { ActionIndex, Approval, Asset, Point, PolicySet, Rule } from "./policy-set.js";
 import { rulesAt } from "./policy-set.js";
 import type { RateState } from "./conditions/rate.js";
 import type { Reason } from "./reasons.js";
@@ -41,6 +41,12 @@ export interface Decision {
   readonly mode: "enforce" | "monitor";
   readonly zone?: string;
   readonly values?: readonly WrittenValue[];
+  /**
+   * Set on an allow whose rule says `approval` (writes and calls only): the operation is to be
+   * held until an approver decides (pep/approvals.ts). When several rules allow parts of one
+   * request, the first of them (file order) that asks for approval names it.
+   */
+  readonly approval?: Approval;
 }
 
 /** One thing a request touches: a named point, or an unnamed address or node. */
@@ -218,6 +224,7 @@ export function decide(set: PolicySet, op: Operation, principal: Principal, ctx:
   let missReason: Reason = "no-matching-rule";
   let reported: Rule | undefined;
   let rated: Rule[] | undefined;
+  let approving: Rule | undefined;
   let touched = 0;
 
   const reason = walk(asset, op, (point, table, address, node, offset) => {
@@ -263,6 +270,7 @@ export function decide(set: PolicySet, op: Operation, principal: Principal, ctx:
     if (allowedBy) {
       if (!reported || allowedBy.index < reported.index) reported = allowedBy;
       if (allowedBy.rate && !rated?.includes(allowedBy)) (rated ??= []).push(allowedBy);
+      if (allowedBy.approval !== undefined && (!approving || allowedBy.index < approving.index)) approving = allowedBy;
     } else if (!missed) {
       missed = true;
       missRule = miss;
@@ -275,7 +283,8 @@ export function decide(set: PolicySet, op: Operation, principal: Principal, ctx:
   if (deniedBy) return decision(set, asset, "deny", deniedBy.id, "denied-by-rule", values);
   if (missed || !reported || touched === 0) return decision(set, asset, "deny", missRule?.id ?? null, missReason, values);
   if (rated && ctx.rates && !ctx.dryRun) for (const rule of rated) ctx.rates.take(rateKey(asset, rule, principal), rule.rate as NonNullable<Rule["rate"]>, ctx.now);
-  return decision(set, asset, "allow", reported.id, "allowed", values);
+  const d = decision(set, asset, "allow", reported.id, "allowed", values);
+  return approving !== undefined && (write || op.action === "call") ? { ...d, approval: approving.approval as Approval } : d;
 }
 
 /** What the log records of a write: every point or address with its raw words and decoded value. */

@@ -45,8 +45,16 @@ export interface Rule {
   readonly when?: WhenMatcher;
   readonly values?: { readonly min?: number; readonly max?: number };
   readonly rate?: RateSpec;
+  /** A write (or call) this rule allows is held until a principal with one of `roles`, not the requester, approves it. */
+  readonly approval?: Approval;
   readonly file: string;
   readonly line: number;
+}
+
+/** A rule's `approval`: who may approve, and how long a held operation waits before it is refused. */
+export interface Approval {
+  readonly roles: readonly string[];
+  readonly timeoutMs: number;
 }
 
 /**

@@ -18,6 +18,10 @@ export const REASONS = {
   "token-revoked": "the token, its session or its lease was revoked",
   "audit-unavailable": "the decision log cannot be written, so the gateway fails closed",
   "upstream-unavailable": "the device behind the asset cannot be reached",
+  "approval-rejected": "the write needed approval (the rule's `approval`) and an approver rejected it",
+  "approval-timeout": "the write needed approval and no approver decided within the rule's `approval.timeout`",
+  "approval-queue-full": "the write needed approval but too many writes are already waiting for one",
+  "self-approval": "an approval was refused because the approver is the principal who asked for the write",
 } as const;
 
 export type Reason = keyof typeof REASONS;

@@ -9,11 +9,12 @@ import type { Principal } from "../pdp/principal.js";
 import type { PolicySet } from "../pdp/policy-set.js";
 import type { Reason } from "../pdp/reasons.js";
 import type { RateState } from "../pdp/conditions/rate.js";
-import { decisionBody } from "../audit/record.js";
+import { decisionBody, isoMicros } from "../audit/record.js";
 import type { ClientRef, OutcomeBody, OutcomeStatus, RecordBody } from "../audit/record.js";
 import type { Appended } from "../audit/writer.js";
 import { AuditUnavailableError } from "../audit/writer.js";
 import type { Action } from "../pdp/operation.js";
+import type { ApprovalQueue, Ticket } from "./approvals.js";
 
 /** What the enforcement path needs of the decision log (DecisionLog implements it). */
 export interface AuditLog {
@@ -30,13 +31,24 @@ export interface EnforcerDeps {
   readonly now?: () => number;
   /** Called for every decision (metrics). */
   readonly onDecision?: (d: Decision, op: Operation) => void;
+  /** Where writes allowed by a rule with `approval` wait; without it such writes are refused (`approval-queue-full`). */
+  readonly approvals?: ApprovalQueue;
 }
+
+/**
+ * What a front does with a write that waits for approval: `wait` keeps the request open until
+ * an approver decides (or the approval times out); `ack` answers at once (`held` in the
+ * result) and forwards the write later if it is approved.
+ */
+export type ApprovalHold = "wait" | "ack";
 
 export interface Authorization {
   readonly allowed: boolean;
   readonly decision: Decision;
   /** The decision record's id; null when the log could not take it (allow-reads). */
   readonly id: string | null;
+  /** Set when the operation is allowed but held for approval (pep/approvals.ts). */
+  readonly held?: Ticket;
 }
 
 /** What the device did with a forwarded operation, for the outcome record. */
@@ -52,6 +64,8 @@ export interface Enforced<T> {
   readonly authorizations: readonly Authorization[];
   readonly refusal?: Authorization;
   readonly forwarded?: Forwarded<T>;
+  /** With hold `ack`: the request is held for approval (not forwarded yet); `settled` says how it ends. */
+  readonly held?: { readonly id: string; readonly expiresAt: number; readonly settled: Promise<Enforced<T>> };
 }
 
 function denial(d: Decision, reason: Reason): Decision {
@@ -101,6 +115,7 @@ export class Enforcer {
   }
 
   private record(d: Decision, principal: Principal | null, op: Operation, client: ClientRef): Authorization | Promise<Authorization> {
+    if (d.approval !== undefined && d.effect === "allow" && principal) return this.recordHeld(d, principal, op, client);
     const log = this.deps.log;
     let appended: Appended;
     try {
@@ -120,6 +135,39 @@ export class Enforcer {
     // Group commit: the record is in the chain; a later fsync failure is the log's to report.
     ignoreRejection(appended.durable);
     return this.done({ allowed: d.effect === "allow", decision: d, id: appended.id }, op);
+  }
+
+  /** An allowed write that needs approval: a place in the queue, then its record (naming the approval), then held. */
+  private recordHeld(d: Decision, principal: Principal, op: Operation, client: ClientRef): Authorization | Promise<Authorization> {
+    const approval = d.approval as NonNullable<Decision["approval"]>;
+    const ticket = this.deps.approvals?.reserve(approval);
+    const { approval: _approval, ...plain } = d;
+    if (!ticket) return this.record(denial(plain, "approval-queue-full"), principal, op, client);
+    const queue = this.deps.approvals as ApprovalQueue;
+    const log = this.deps.log;
+    let appended: Appended;
+    try {
+      // The record says the write is pending, under which approval; the log canonicalizes key order.
+      const body = { ...decisionBody(d, op, principal, client), approval: { expires: isoMicros(ticket.expiresAt), id: ticket.id, roles: ticket.roles, status: "pending" } };
+      appended = log.append(body);
+    } catch (e) {
+      queue.cancel(ticket);
+      if (!(e instanceof AuditUnavailableError)) throw e;
+      return this.done({ allowed: false, decision: denial(plain, "audit-unavailable"), id: null }, op);
+    }
+    const id = appended.id;
+    const held = (): Authorization => {
+      queue.hold(ticket, { decision: d, principal, op, client, ref: id });
+      return this.done({ allowed: true, decision: d, id, held: ticket }, op);
+    };
+    if (log.mustAwaitDurable(op.action)) {
+      return appended.durable.then(held, () => {
+        queue.cancel(ticket);
+        return this.done({ allowed: false, decision: denial(plain, "audit-unavailable"), id }, op);
+      });
+    }
+    ignoreRejection(appended.durable);
+    return held();
   }
 
   private done(a: Authorization, op: Operation): Authorization {
@@ -149,29 +197,55 @@ export class Enforcer {
    * recorded for each. Operations that need not wait for the log are decided at once, and the
    * request is forwarded within this call (no promise turn between the decision and the device).
    */
-  enforce<T>(principal: Principal | null, ops: readonly Operation[], client: ClientRef, forward: () => Promise<Forwarded<T>>): Promise<Enforced<T>> {
+  enforce<T>(principal: Principal | null, ops: readonly Operation[], client: ClientRef, forward: () => Promise<Forwarded<T>>, hold: ApprovalHold = "wait"): Promise<Enforced<T>> {
     const authorizations: Authorization[] = [];
     try {
       for (let i = 0; i < ops.length; i++) {
         const a = this.authorizeNow(principal, ops[i] as Operation, client);
-        if (a instanceof Promise) return this.enforceRest(principal, ops, i, a, authorizations, client, forward);
+        if (a instanceof Promise) return this.enforceRest(principal, ops, i, a, authorizations, client, forward, hold);
         authorizations.push(a);
       }
-      return this.forwardAll(authorizations, forward);
+      return this.forwardAll(authorizations, forward, hold);
     } catch (e) {
       return Promise.reject(e as Error);
     }
   }
 
   /** enforce() once an operation had to wait for the log: the rest are decided one after another. */
-  private async enforceRest<T>(principal: Principal | null, ops: readonly Operation[], from: number, waiting: Promise<Authorization>, authorizations: Authorization[], client: ClientRef, forward: () => Promise<Forwarded<T>>): Promise<Enforced<T>> {
+  private async enforceRest<T>(principal: Principal | null, ops: readonly Operation[], from: number, waiting: Promise<Authorization>, authorizations: Authorization[], client: ClientRef, forward: () => Promise<Forwarded<T>>, hold: ApprovalHold): Promise<Enforced<T>> {
     authorizations.push(await waiting);
     for (let i = from + 1; i < ops.length; i++) authorizations.push(await this.authorizeNow(principal, ops[i] as Operation, client));
-    return this.forwardAll(authorizations, forward);
+    return this.forwardAll(authorizations, forward, hold);
   }
 
-  private forwardAll<T>(authorizations: Authorization[], forward: () => Promise<Forwarded<T>>): Promise<Enforced<T>> {
-    for (const a of authorizations) if (!a.allowed) return Promise.resolve({ allowed: false, authorizations, refusal: a });
+  private forwardAll<T>(authorizations: Authorization[], forward: () => Promise<Forwarded<T>>, hold: ApprovalHold): Promise<Enforced<T>> {
+    let ticket: Ticket | undefined;
+    for (const a of authorizations) {
+      if (!a.allowed) {
+        this.release(authorizations);
+        return Promise.resolve({ allowed: false, authorizations, refusal: a });
+      }
+      if (a.held) ticket = a.held;
+    }
+    return ticket ? this.awaitApproval(authorizations, ticket, forward, hold) : this.forwardNow(authorizations, forward);
+  }
+
+  /** A request refused for another of its operations gives back the approvals it reserved. */
+  private release(authorizations: readonly Authorization[]): void {
+    for (const a of authorizations) if (a.held) this.deps.approvals?.cancel(a.held);
+  }
+
+  /** A held request: forwarded once approved, refused on rejection or timeout. With `ack`, answered at once. */
+  private awaitApproval<T>(authorizations: Authorization[], ticket: Ticket, forward: () => Promise<Forwarded<T>>, hold: ApprovalHold): Promise<Enforced<T>> {
+    const settled = ticket.settled.then((s): Enforced<T> | Promise<Enforced<T>> =>
+      s.verdict === "approved" ? this.forwardNow(authorizations, forward) : { allowed: false, authorizations, refusal: s.refusal },
+    );
+    if (hold === "wait") return settled;
+    settled.catch(noop);
+    return Promise.resolve({ allowed: true, authorizations, held: { id: ticket.id, expiresAt: ticket.expiresAt, settled } });
+  }
+
+  private forwardNow<T>(authorizations: Authorization[], forward: () => Promise<Forwarded<T>>): Promise<Enforced<T>> {
     const started = performance.now();
     return forward().then((forwarded) => {
       const latency = performance.now() - started;

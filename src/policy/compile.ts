@@ -4,7 +4,7 @@ import { createHash } from "node:crypto";
 import { Ajv } from "ajv";
 import { ACTIONS, TABLES, WRITABLE_TABLES } from "../pdp/operation.js";
 import type { Action, Table } from "../pdp/operation.js";
-import type { ActionIndex, AddressIndex, Asset, Point, PolicySet, Rule } from "../pdp/policy-set.js";
+import type { ActionIndex, AddressIndex, Approval, Asset, Point, PolicySet, Rule } from "../pdp/policy-set.js";
 import { compileFrom } from "../pdp/conditions/from.js";
 import { compileWhen } from "../pdp/conditions/when.js";
 import { parseRate } from "../pdp/conditions/rate.js";
@@ -274,6 +274,14 @@ function nodePattern(glob: string): RegExp {
   return new RegExp("^" + glob.split("*").map((s) => s.replace(/[.+?^${}()|[\]\\]/g, "\\$&")).join(".*") + "$");
 }
 
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/** "60s", "5m", "1h", "1500ms" → milliseconds; undefined when it is not a duration. */
+export function parseDuration(text: string): number | undefined {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$/.exec(text);
+  return m ? Math.round(Number(m[1]) * (DURATION_UNITS[m[2] as string] as number)) : undefined;
+}
+
 /** A rule is checked field by field (`ok` says whether a field's shape is right); it is built only when all of it is. */
 function compileRule(
   ctx: Ctx,
@@ -357,11 +365,20 @@ function compileRule(
     else if (effect === "deny") err(ctx, [...at, "rate"], `${name}: rate goes on allow rules (a deny rule has nothing to limit)`, true);
     rate = pr.rate;
   }
+  let approval: Approval | undefined;
+  if (r.approval && ok("approval")) {
+    const timeoutMs = parseDuration(r.approval.timeout);
+    if (timeoutMs === undefined) err(ctx, [...at, "approval", "timeout"], `${name}: approval.timeout ${JSON.stringify(r.approval.timeout)} must be a duration like 30s, 5m or 1h`);
+    else if (timeoutMs < 1000 || timeoutMs > 3_600_000) err(ctx, [...at, "approval", "timeout"], `${name}: approval.timeout ${r.approval.timeout} is outside 1s..1h`);
+    if (effect === "deny") err(ctx, [...at, "approval"], `${name}: approval goes on allow rules (a deny rule has nothing to approve)`, true);
+    else if (actionsOk && !actions.has("write") && !actions.has("call")) err(ctx, [...at, "approval"], `${name}: approval holds writes and calls, which this rule does not allow`, true);
+    if (timeoutMs !== undefined) approval = Object.freeze({ roles: Object.freeze([...new Set(r.approval.roles)]), timeoutMs });
+  }
   if (ctx.diagnostics.length > before || !ok()) return undefined;
   return Object.freeze({
     id: r.id, index: i, effect, actions, subjects: compileSubjects(r.subjects as "*"), allPoints, points: names,
     ranges, nodes,
-    ...(from && { from }), ...(when && { when }), ...(r.values && { values: r.values }), ...(rate && { rate }),
+    ...(from && { from }), ...(when && { when }), ...(r.values && { values: r.values }), ...(rate && { rate }), ...(approval && { approval }),
     file: ctx.y.file, line: ctx.y.position(at).line,
   });
 }

@@ -38,6 +38,9 @@ export function outcomeOf(d: { effect?: "allow" | "deny"; decision?: "allow" | "
 /** Reasons decided before the policy is asked: such a record holds nothing to decide again. */
 export const PRE_POLICY_REASONS: ReadonlySet<Reason> = new Set<Reason>([
   "no-session", "token-invalid", "token-expired", "token-revoked", "audit-unavailable", "unknown-asset", "upstream-unavailable",
+  // The end of a held write (SPEC-extension per-write approval): the policy allowed it; a person
+  // or the clock refused it afterwards. Re-deciding it would report a false deny → allow.
+  "approval-rejected", "approval-timeout", "approval-queue-full",
 ]);
 
 /** Refusals for the request's shape rather than its permission. */

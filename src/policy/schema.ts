@@ -85,6 +85,15 @@ export const RuleSchema = Type.Object(
     ),
     from: Type.Optional(Type.Array(Type.String(), { minItems: 1 })),
     rate: Type.Optional(Type.String()),
+    approval: Type.Optional(
+      Type.Object(
+        {
+          roles: Type.Array(Name, { minItems: 1, "x-expected": "a non-empty list of roles that may approve (like [shift-lead])" }),
+          timeout: Type.String({ "x-expected": 'a duration from 1s to 1h (like "60s", "5m")' }),
+        },
+        { additionalProperties: false, "x-expected": "{ roles: [..], timeout: 60s }" },
+      ),
+    ),
   },
   { additionalProperties: false },
 );

@@ -52,8 +52,8 @@ const identityDefaults = (dir: string) => ({
 const frontDefaults = () => ({
   modbus: {
     listeners: [
-      { name: "lease", mode: "lease", host: "127.0.0.1", port: 5020, denyException: 1, idleTimeoutMs: 60000, maxConnections: 1000 },
-      { name: "mtls", mode: "mtls", host: "127.0.0.1", port: 8020, denyException: 1, idleTimeoutMs: 60000, maxConnections: 1000 },
+      { name: "lease", mode: "lease", host: "127.0.0.1", port: 5020, denyException: 1, approval: "ack", idleTimeoutMs: 60000, maxConnections: 1000 },
+      { name: "mtls", mode: "mtls", host: "127.0.0.1", port: 8020, denyException: 1, approval: "ack", idleTimeoutMs: 60000, maxConnections: 1000 },
     ],
     upstream: { maxConnections: 1, maxInFlight: 32, maxQueue: 256, timeoutMs: 1000, connectTimeoutMs: 2000, backoff: { initialMs: 100, maxMs: 5000 } },
   },
@@ -333,7 +333,7 @@ t.test("modbus listeners: defaults per entry, unique names and addresses, checke
   const config = await load(
     t.testdir(withConfig("modbus:", "  listeners:", "    - { name: plant, mode: lease, port: 0 }", "  upstream: { timeoutMs: 250 }", "sim:", "  modbus: { enabled: false }", "http:", "  tls: false")),
   );
-  t.same(config.modbus.listeners, [{ name: "plant", mode: "lease", host: "127.0.0.1", port: 0, denyException: 1, idleTimeoutMs: 60000, maxConnections: 1000 }]);
+  t.same(config.modbus.listeners, [{ name: "plant", mode: "lease", host: "127.0.0.1", port: 0, denyException: 1, approval: "ack", idleTimeoutMs: 60000, maxConnections: 1000 }]);
   t.equal(config.modbus.upstream.timeoutMs, 250);
   t.equal(config.modbus.upstream.maxConnections, 1);
   t.equal(config.sim.modbus.enabled, false);

@@ -20,6 +20,7 @@ import { readLog } from "../../src/audit/query.js";
 import type { LogRecord } from "../../src/audit/record.js";
 import { TokenBucketRates } from "../../src/pdp/conditions/rate.js";
 import { Enforcer } from "../../src/pep/enforce.js";
+import { ApprovalQueue } from "../../src/pep/approvals.js";
 import { PolicyStore } from "../../src/policy/store.js";
 import { DeviceRegistry } from "../../src/devices/registry.js";
 import { DevicePoints } from "../../src/devices/points.js";
@@ -43,6 +44,8 @@ export interface FrontHarness {
   readonly line: SimulatedOpcuaServer;
   readonly policy: PolicyStore;
   readonly sessions: SessionRegistry;
+  /** Writes held for approval (rules with `approval`). */
+  readonly approvals: ApprovalQueue;
   token(sub: string, roles: readonly string[], opts?: { ttl?: number; jti?: string }): Promise<string>;
   /** Replaces a policy file (endpoint filled in) and reloads. */
   rewritePolicy(file: "packaging-line.yaml" | "boiler-plc.yaml", text: string): Promise<void>;
@@ -81,7 +84,9 @@ export async function startFrontHarness(t: Test, o: { front?: readonly string[] 
   t.teardown(() => sessions.stop());
   const audit = (body: Parameters<DecisionLog["append"]>[0]) => void log.append(body).durable.catch(() => undefined);
   sessions.on("ended", (e) => audit({ type: "session", event: e.why === "expired" ? "expired" : e.why === "closed" ? "closed" : "revoked", session: e.session.id, subject: { sub: e.session.sub, iss: e.session.iss, roles: [...e.session.roles], sessionId: e.session.id }, detail: e.detail }));
-  const enforcer = new Enforcer({ policy: () => policy.current(), log, rates: new TokenBucketRates() });
+  const approvals = new ApprovalQueue({ log, revision: () => policy.current().revision });
+  t.teardown(() => approvals.stop());
+  const enforcer = new Enforcer({ policy: () => policy.current(), log, rates: new TokenBucketRates(), approvals });
 
   const devices = new DeviceRegistry({ modbus: { timeoutMs: 400, connectTimeoutMs: 400, backoff: { initialMs: 20, maxMs: 100 } } });
   const following = devices.follow(policy);
@@ -126,6 +131,7 @@ export async function startFrontHarness(t: Test, o: { front?: readonly string[] 
     line,
     policy,
     sessions,
+    approvals,
     token: (sub, roles, opts = {}) => issueToken({ key: issuerKey, sub, roles, ttl: opts.ttl ?? 900, ...(opts.jti !== undefined && { jti: opts.jti }) }),
     async rewritePolicy(name, text) {
       writeFileSync(join(policiesDir, name), fill(text));

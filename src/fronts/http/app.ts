@@ -10,6 +10,7 @@ import type { RecordListener } from "../../audit/feed.js";
 import type { ModbusBinding } from "../../devices/registry.js";
 import type { PointIO } from "../../devices/types.js";
 import type { Enforcer } from "../../pep/enforce.js";
+import type { ApprovalQueue } from "../../pep/approvals.js";
 import type { PolicySet } from "../../pdp/policy-set.js";
 import type { PolicyInfo, ReloadResult } from "../../policy/store.js";
 import type { VerifyOptions, VerifyResult } from "../../auth/tokens.js";
@@ -21,6 +22,7 @@ import { healthRoutes } from "./health.js";
 import { pointRoutes } from "./points.js";
 import { policyRoutes } from "./policy.js";
 import { uiRoutes } from "./ui.js";
+import { approvalRoutes } from "./approvals.js";
 
 export interface GatewayRoles {
   readonly adminRoles: readonly string[];
@@ -47,6 +49,8 @@ export interface HttpAppDeps {
   };
   /** The one enforcement path: every asset route goes through it. */
   readonly enforcer?: Enforcer;
+  /** Writes held for approval (GET/POST /v1/approvals). */
+  readonly approvals?: Pick<ApprovalQueue, "list" | "decide">;
   /** Named point reads and writes of any asset (devices/points.ts). */
   readonly points?: PointIO;
   /** The Modbus device of an asset, for raw reads and writes. */
@@ -110,6 +114,7 @@ export function buildHttpApp(deps: HttpAppDeps): HttpApp {
   void app.register(policyRoutes, { deps, log });
   void app.register(auditRoutes, { deps, log });
   void app.register(pointRoutes, { deps, log });
+  void app.register(approvalRoutes, { deps, log });
   void app.register(healthRoutes, { deps });
   void app.register(uiRoutes);
   return app;

@@ -9,10 +9,14 @@
 //   POST /v1/assets/:asset/read              { target: "holding:100", count } → { target, values, decisionId }
 //   POST /v1/assets/:asset/write             { target: "holding:100", values: [..] } → { target, status, decisionId }
 //
+// A write that a rule holds for approval (`approval`) is answered 202 at once with
+// `{ approval: { id, status: "pending", expiresAt }, decisionId }` and a Location of
+// /v1/approvals/:id; it goes to the device only once approved (POST /v1/approvals/:id).
+//
 // Answers: denied → 403 (reason and decisionId); unknown asset or point → 404 (also a logged
 // deny); a value that is not one of the point's type → 400 (never decided); device down →
 // 503, no answer in time → 504, a device exception → 502 (`exception`).
-import type { FastifyInstance, FastifyRequest } from "fastify";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { Logger } from "pino";
 import type { PointReading } from "../../devices/types.js";
 import type { Authorization, Forwarded } from "../../pep/enforce.js";
@@ -161,7 +165,10 @@ export async function pointRoutes(app: FastifyInstance, opts: { deps: HttpAppDep
   };
 
   /** Decides, logs, forwards, logs the outcome; a refusal or a device failure is thrown as a problem. */
-  const enforce = async <T>(req: FastifyRequest, p: Principal, op: Operation, forward: () => Promise<Forwarded<T>>): Promise<{ id: string | null; result: T }> => {
+  function enforce<T>(req: FastifyRequest, p: Principal, op: Operation, forward: () => Promise<Forwarded<T>>): Promise<{ id: string | null; result: T }>;
+  /** With a reply (writes): a write held for approval is answered 202 here, and the result is undefined. */
+  function enforce<T>(req: FastifyRequest, p: Principal, op: Operation, forward: () => Promise<Forwarded<T>>, reply: FastifyReply): Promise<{ id: string | null; result: T } | undefined>;
+  async function enforce<T>(req: FastifyRequest, p: Principal, op: Operation, forward: () => Promise<Forwarded<T>>, reply?: FastifyReply): Promise<{ id: string | null; result: T } | undefined> {
     // Gateway time = the whole enforcement minus the device's part (SPEC §7's two histograms).
     const started = performance.now();
     let deviceMs = 0;
@@ -173,13 +180,18 @@ export async function pointRoutes(app: FastifyInstance, opts: { deps: HttpAppDep
         deviceMs = performance.now() - t0;
       }
     };
-    const e = await parts().enforcer.enforce(p, [op], clientOf(req, https), timed);
+    const e = await parts().enforcer.enforce(p, [op], clientOf(req, https), timed, reply ? "ack" : "wait");
+    if (e.held && reply) {
+      const decisionId = e.authorizations[0]?.id ?? null;
+      void reply.code(202).header("location", `/v1/approvals/${e.held.id}`).send({ approval: { id: e.held.id, status: "pending", expiresAt: new Date(e.held.expiresAt).toISOString() }, decisionId });
+      return undefined;
+    }
     if (e.forwarded) deps.metrics?.outcome?.("http", e.forwarded.status, performance.now() - started - deviceMs, deviceMs);
     if (!e.allowed || !e.forwarded) throw refusal(op, e.refusal ?? (e.authorizations[0] as Authorization));
     const id = e.authorizations[0]?.id ?? null;
     if (e.forwarded.status !== "ok" || e.forwarded.result === undefined) throw deviceProblem(op.asset, e.forwarded);
     return { id, result: e.forwarded.result };
-  };
+  }
 
   const refusal = (op: Operation, a: Authorization): HttpProblem => {
     const d = a.decision;
@@ -264,7 +276,7 @@ export async function pointRoutes(app: FastifyInstance, opts: { deps: HttpAppDep
         if (v !== undefined && typeof v !== "number" && typeof v !== "boolean" && typeof v !== "string") throw badRequest(`body/value must be a number, true/false or a string, not ${JSON.stringify(v)}`);
       },
     },
-    async (req) => {
+    async (req, reply) => {
       const { asset: id, point: name } = req.params;
       const { asset, point } = lookup(id, name);
       let value = req.body.value;
@@ -282,7 +294,8 @@ export async function pointRoutes(app: FastifyInstance, opts: { deps: HttpAppDep
         if (!asset || !point) return { status: "unavailable", exception: "policy-changed" };
         const w = await io.write(asset, point, value);
         return { ...w, result: w.status };
-      });
+      }, reply);
+      if (!r) return reply;
       return { value, status: r.result, decisionId: r.id };
     },
   );
@@ -314,7 +327,7 @@ export async function pointRoutes(app: FastifyInstance, opts: { deps: HttpAppDep
   app.post<{ Params: { asset: string }; Body: { target: string; values: number[] } }>(
     "/v1/assets/:asset/write",
     { schema: { params: assetParams, body: rawWriteBody, response: { 200: rawWriteResponse } } },
-    async (req) => {
+    async (req, reply) => {
       const id = req.params.asset;
       const { values } = req.body;
       // `holding:100` with several values writes from 100 on; a range must match the values.
@@ -329,7 +342,8 @@ export async function pointRoutes(app: FastifyInstance, opts: { deps: HttpAppDep
       const r = await enforce(req, p, op, async () => {
         const w = await writeRange(deps.devices?.modbus(id), target.table as "coil" | "holding", target.address, values);
         return { ...w, result: w.status };
-      });
+      }, reply);
+      if (!r) return reply;
       return { target: describe(target), status: r.result, decisionId: r.id };
     },
   );

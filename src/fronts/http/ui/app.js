@@ -135,6 +135,27 @@ async function loadSummary() {
   tally("summary-subjects", s.bySubject, "subject");
 }
 
+/** Writes held for approval (GET /v1/approvals): listed, not decided, on this page. */
+async function loadApprovals() {
+  const { approvals } = await api("/v1/approvals");
+  const body = $("approvals").tBodies[0];
+  body.replaceChildren(...approvals.map((a) => {
+    const tr = document.createElement("tr");
+    cell(tr, a.requestedAt.slice(0, 19).replace("T", " "));
+    cell(tr, a.expiresAt.slice(0, 19).replace("T", " "));
+    cell(tr, a.requester.sub);
+    cell(tr, a.asset);
+    cell(tr, a.action);
+    cell(tr, a.target.point ?? a.target.node ?? `${a.target.table}:${a.target.address}`);
+    cell(tr, a.values.map((v) => `${v.point ?? v.address ?? v.node}=${v.value ?? v.raw}`).join(", "));
+    cell(tr, a.rule ?? "");
+    cell(tr, a.roles.join(", "));
+    cell(tr, a.id);
+    return tr;
+  }));
+  $("approvals-panel").dataset.count = String(approvals.length);
+}
+
 async function loadPolicy() {
   try {
     const p = await api("/v1/policy");
@@ -149,6 +170,7 @@ async function refresh() {
     await loadPage(null);
     await loadSummary();
     await loadPolicy();
+    await loadApprovals();
   } catch { return; /* shown by api() */ }
   // The live tail follows as soon as a token works (the button stops and restarts it); it
   // shows every decision, the gateway's endpoints as the checkbox says.
@@ -158,7 +180,7 @@ async function refresh() {
 
 /** Empties what the page shows of the log (no token any more). */
 function clear() {
-  for (const id of ["decisions", "live", "summary-assets", "summary-subjects"]) $(id).tBodies[0].replaceChildren();
+  for (const id of ["decisions", "live", "summary-assets", "summary-subjects", "approvals"]) $(id).tBodies[0].replaceChildren();
   $("policy-revision").textContent = "–";
   $("page-info").textContent = "";
   $("older").disabled = true;
@@ -249,6 +271,7 @@ function init() {
   $("older").addEventListener("click", () => void loadPage(state.cursor).catch(() => undefined));
   $("newest").addEventListener("click", () => void loadPage(null).catch(() => undefined));
   $("live-toggle").addEventListener("click", toggleLive);
+  $("approvals-refresh").addEventListener("click", () => void loadApprovals().catch(() => undefined));
   void refresh();
 }
 
