@@ -161,7 +161,17 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     // Writes held for approval; stopped (each pending one refused and logged) before the log closes.
     const approvals = new ApprovalQueue({ log: decisions, revision: () => policy.current().revision, onDecision: (d, asset) => metrics.decision(d, { asset, action: "write" }) });
     stops.push(async () => approvals.stop());
-    const enforcer = new Enforcer({ policy: () => policy.current(), log: decisions, rates: new TokenBucketRates(), onDecision: (d, op) => metrics.decision(d, op), approvals });
+    const enforcer = new Enforcer({
+      policy: () => policy.current(),
+      log: decisions,
+      rates: new TokenBucketRates(),
+      onDecision: (d, op) => metrics.decision(d, op),
+      onOutcome: (c, status, gatewayMs, deviceMs) => {
+        // The HTTP routes time themselves (their gateway time includes JSON handling).
+        if (c.protocol !== "http") metrics.outcome(c.protocol, status, gatewayMs, deviceMs);
+      },
+      approvals,
+    });
 
     let plc: SimulatedPlc | undefined;
     const sim = config.sim.modbus;
@@ -207,7 +217,6 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
       stops.push(() => front.stop());
       modbus.push(front);
     }
-    metrics.setSources({ connections: () => ({ modbus: modbus.reduce((n, f) => n + f.stats().open, 0) }) });
 
     let opcua: OpcuaFront | undefined;
     if (config.opcua.front.enabled) {
@@ -216,6 +225,10 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
       stops.push(() => front.stop());
       opcua = front;
     }
+    const opcuaFront = opcua;
+    metrics.setSources({
+      connections: () => ({ modbus: modbus.reduce((n, f) => n + f.stats().open, 0), ...(opcuaFront && { opcua: opcuaFront.stats().channels }) }),
+    });
 
     let http: Gateway["http"];
     if (config.http.enabled) {

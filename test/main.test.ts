@@ -46,6 +46,9 @@ t.test("the simulated PLC runs in-process; the HTTP API over plain HTTP when tls
   t.equal(gw.modbus.length, 1);
   t.equal(gw.http?.tls, false);
   t.same(await get(gw.http?.address.port as number, "/v1/sessions"), { status: 401, type: "application/problem+json; charset=utf-8" });
+  const metrics = await (await fetch(`http://127.0.0.1:${gw.http?.address.port as number}/metrics`)).text();
+  t.match(metrics, /^ztgate_connections_open\{protocol="modbus"\} 0$/m, "Modbus connections counted");
+  t.match(metrics, /^ztgate_connections_open\{protocol="opcua"\} 0$/m, "OPC UA secure channels counted");
   await gw.stop();
   t.equal(gw.plc?.address(), undefined, "stopped with the gateway");
   t.equal(gw.opcuaSim?.address(), undefined);

@@ -215,9 +215,9 @@ export class OpcuaFront {
     return this.pkiDir;
   }
 
-  /** Sessions open now and monitored items on points (tests, metrics). */
-  stats(): { sessions: number; monitoredItems: number } {
-    return { sessions: this.server?.currentSessionCount ?? 0, monitoredItems: this.monitors?.count() ?? 0 };
+  /** Secure channels (client connections) and sessions open now, and monitored items on points (tests, metrics). */
+  stats(): { channels: number; sessions: number; monitoredItems: number } {
+    return { channels: this.server?.currentChannelCount ?? 0, sessions: this.server?.currentSessionCount ?? 0, monitoredItems: this.monitors?.count() ?? 0 };
   }
 
   private async shutdown(server: OPCUAServer): Promise<void> {

@@ -31,6 +31,12 @@ export interface EnforcerDeps {
   readonly now?: () => number;
   /** Called for every decision (metrics). */
   readonly onDecision?: (d: Decision, op: Operation) => void;
+  /**
+   * Called once per forwarded request (metrics): `gatewayMs` from the call of `enforce()` until
+   * the request is handed to the device (decisions and log appends), `deviceMs` the device's
+   * answer time. Not called for a request that waited for an approval (that wait is a person's).
+   */
+  readonly onOutcome?: (client: ClientRef, status: OutcomeStatus, gatewayMs: number, deviceMs: number) => void;
   /** Where writes allowed by a rule with `approval` wait; without it such writes are refused (`approval-queue-full`). */
   readonly approvals?: ApprovalQueue;
 }
@@ -199,26 +205,27 @@ export class Enforcer {
    */
   enforce<T>(principal: Principal | null, ops: readonly Operation[], client: ClientRef, forward: () => Promise<Forwarded<T>>, hold: ApprovalHold = "wait"): Promise<Enforced<T>> {
     const authorizations: Authorization[] = [];
+    const t0 = this.deps.onOutcome ? performance.now() : 0;
     try {
       for (let i = 0; i < ops.length; i++) {
         const a = this.authorizeNow(principal, ops[i] as Operation, client);
-        if (a instanceof Promise) return this.enforceRest(principal, ops, i, a, authorizations, client, forward, hold);
+        if (a instanceof Promise) return this.enforceRest(principal, ops, i, a, authorizations, client, forward, hold, t0);
         authorizations.push(a);
       }
-      return this.forwardAll(authorizations, forward, hold);
+      return this.forwardAll(authorizations, forward, hold, client, t0);
     } catch (e) {
       return Promise.reject(e as Error);
     }
   }
 
   /** enforce() once an operation had to wait for the log: the rest are decided one after another. */
-  private async enforceRest<T>(principal: Principal | null, ops: readonly Operation[], from: number, waiting: Promise<Authorization>, authorizations: Authorization[], client: ClientRef, forward: () => Promise<Forwarded<T>>, hold: ApprovalHold): Promise<Enforced<T>> {
+  private async enforceRest<T>(principal: Principal | null, ops: readonly Operation[], from: number, waiting: Promise<Authorization>, authorizations: Authorization[], client: ClientRef, forward: () => Promise<Forwarded<T>>, hold: ApprovalHold, t0: number): Promise<Enforced<T>> {
     authorizations.push(await waiting);
     for (let i = from + 1; i < ops.length; i++) authorizations.push(await this.authorizeNow(principal, ops[i] as Operation, client));
-    return this.forwardAll(authorizations, forward, hold);
+    return this.forwardAll(authorizations, forward, hold, client, t0);
   }
 
-  private forwardAll<T>(authorizations: Authorization[], forward: () => Promise<Forwarded<T>>, hold: ApprovalHold): Promise<Enforced<T>> {
+  private forwardAll<T>(authorizations: Authorization[], forward: () => Promise<Forwarded<T>>, hold: ApprovalHold, client: ClientRef, t0: number): Promise<Enforced<T>> {
     let ticket: Ticket | undefined;
     for (const a of authorizations) {
       if (!a.allowed) {
@@ -227,7 +234,7 @@ export class Enforcer {
       }
       if (a.held) ticket = a.held;
     }
-    return ticket ? this.awaitApproval(authorizations, ticket, forward, hold) : this.forwardNow(authorizations, forward);
+    return ticket ? this.awaitApproval(authorizations, ticket, forward, hold) : this.forwardNow(authorizations, forward, client, t0);
   }
 
   /** A request refused for another of its operations gives back the approvals it reserved. */
@@ -238,18 +245,20 @@ export class Enforcer {
   /** A held request: forwarded once approved, refused on rejection or timeout. With `ack`, answered at once. */
   private awaitApproval<T>(authorizations: Authorization[], ticket: Ticket, forward: () => Promise<Forwarded<T>>, hold: ApprovalHold): Promise<Enforced<T>> {
     const settled = ticket.settled.then((s): Enforced<T> | Promise<Enforced<T>> =>
-      s.verdict === "approved" ? this.forwardNow(authorizations, forward) : { allowed: false, authorizations, refusal: s.refusal },
+      s.verdict === "approved" ? this.forwardNow(authorizations, forward, undefined, 0) : { allowed: false, authorizations, refusal: s.refusal },
     );
     if (hold === "wait") return settled;
     settled.catch(noop);
     return Promise.resolve({ allowed: true, authorizations, held: { id: ticket.id, expiresAt: ticket.expiresAt, settled } });
   }
 
-  private forwardNow<T>(authorizations: Authorization[], forward: () => Promise<Forwarded<T>>): Promise<Enforced<T>> {
+  /** Forwards an allowed request; `client` undefined: no onOutcome call (an approved write). */
+  private forwardNow<T>(authorizations: Authorization[], forward: () => Promise<Forwarded<T>>, client: ClientRef | undefined, t0: number): Promise<Enforced<T>> {
     const started = performance.now();
     return forward().then((forwarded) => {
       const latency = performance.now() - started;
       for (const a of authorizations) this.outcome(a.id, forwarded.status, latency, forwarded.exception);
+      if (client && this.deps.onOutcome) this.deps.onOutcome(client, forwarded.status, started - t0, latency);
       return { allowed: true, authorizations, forwarded };
     });
   }

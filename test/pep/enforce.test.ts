@@ -170,3 +170,23 @@ t.test("a group-commit record whose fsync fails later raises no unhandled reject
   process.off("unhandledRejection", onUnhandled);
   t.same(unhandled, [], "the log reports it; the enforcer does not crash the process");
 });
+
+t.test("onOutcome reports each forwarded request once, with its client, status and both times", async (t) => {
+  const dir = t.testdir();
+  const k = await keys();
+  const log = await DecisionLog.open(settings(dir), { signingKey: k.privateKey });
+  const outcomes: Array<{ protocol: string; status: string; gatewayMs: number; deviceMs: number }> = [];
+  const pep = new Enforcer({ policy: () => set, log, rates: new TokenBucketRates(), onOutcome: (c, status, gatewayMs, deviceMs) => outcomes.push({ protocol: c.protocol, status, gatewayMs, deviceMs }) });
+  await pep.enforce(mes, [readTemp], client, async () => {
+    await new Promise((r) => setTimeout(r, 20));
+    return { status: "timeout" };
+  });
+  await pep.enforce(mes, [writeSp(95)], client, async () => ({ status: "ok" })); // refused: not forwarded
+  await pep.enforce(mes, [writeSp(50)], { ...client, protocol: "opcua" }, async () => ({ status: "ok" }));
+  t.equal(outcomes.length, 2, "a refused request is not an operation outcome");
+  t.match(outcomes[0], { protocol: "modbus", status: "timeout" });
+  t.ok((outcomes[0]?.deviceMs ?? 0) >= 15, "the device time covers the forward");
+  t.ok((outcomes[0]?.gatewayMs ?? -1) >= 0, "the gateway time is measured");
+  t.match(outcomes[1], { protocol: "opcua", status: "ok" });
+  await log.close();
+});
