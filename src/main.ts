@@ -212,7 +212,8 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     const tls = listeners.some((l) => l.mode === "mtls") ? { key: await pem(KEY_FILES.serverKey), cert: await pem(KEY_FILES.serverCert), ca: await pem(KEY_FILES.caCert) } : undefined;
     const modbus: ModbusFront[] = [];
     for (const listener of listeners) {
-      const front = new ModbusFront({ listener, policy: () => policy.current(), enforcer, sessions, devices, log, audit, ...(tls && { tls }) });
+      const drainMs = config.modbus.upstream.timeoutMs + 500;
+      const front = new ModbusFront({ listener, policy: () => policy.current(), enforcer, sessions, devices, log, audit, drainMs, ...(tls && { tls }) });
       await front.start();
       stops.push(() => front.stop());
       modbus.push(front);

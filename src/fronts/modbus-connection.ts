@@ -158,6 +158,8 @@ export class ModbusConnection {
   private closed = false;
   /** The client half-closed: close once every answer is out. */
   private ended = false;
+  /** The front is stopping: no more requests are taken; called once every answer due is out. */
+  private drained: (() => void) | undefined;
   /**
    * Requests are decided and dispatched one after another: while one is being decided, the
    * next wait here, in order (a later write never overtakes an earlier one on the way to the device).
@@ -190,9 +192,22 @@ export class ModbusConnection {
     this.unsubscribe = session.onEnd(this.onSessionEnd);
   }
 
-  /** Closes the connection (the front stops, or the session ended). */
+  /** Closes the connection at once (the front stops, or the session ended). */
   close(): void {
     this.socket.destroy();
+  }
+
+  /**
+   * Graceful stop: takes no more requests, lets the ones already taken be answered (each is
+   * bounded by the device timeout), then closes. Resolves when the connection is closed.
+   */
+  drain(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      this.drained = resolve;
+      this.socket.pause();
+      if (this.pending === 0) this.socket.end();
+    });
   }
 
   private readonly onData = (chunk: Buffer): void => {
@@ -210,7 +225,7 @@ export class ModbusConnection {
 
   /** Takes whole frames off the buffer while the window has room; pauses the socket when it has none. */
   private pump(): void {
-    while (!this.closed && this.pending < MAX_PENDING) {
+    while (!this.closed && this.drained === undefined && this.pending < MAX_PENDING) {
       const f = readFrame(this.buf, this.off);
       if (f.kind === "need-more") break;
       if (f.kind === "malformed") {
@@ -377,7 +392,7 @@ export class ModbusConnection {
       this.socket.write(Buffer.concat(ready));
       this.ctx.counters.answered += ready.length;
     }
-    if (this.ended && this.pending === 0) this.socket.end();
+    if ((this.ended || this.drained) && this.pending === 0) this.socket.end();
     this.pump();
   }
 
@@ -407,6 +422,7 @@ export class ModbusConnection {
 
   private readonly onSocketClose = (): void => {
     this.closed = true;
+    this.drained?.();
     this.unsubscribe();
     this.slots.length = 0;
     this.waiting.length = 0;

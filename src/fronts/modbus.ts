@@ -54,6 +54,11 @@ export interface ModbusFrontDeps {
   /** Where the front's own records go: a connection closed because its session ended. */
   readonly audit?: (body: SessionBody) => void;
   readonly now?: () => number;
+  /**
+   * On stop, how long requests already taken may take to be answered before their connections
+   * are cut (default 2000 ms; the device timeout plus a margin is right).
+   */
+  readonly drainMs?: number;
 }
 
 export interface FrontAddress {
@@ -76,9 +81,11 @@ export class ModbusFront {
   private readonly ctx: ConnectionContext;
   private readonly log: Logger;
   private routes: { set: PolicySet | undefined; byUnit: Map<number, Asset> } = { set: undefined, byUnit: new Map() };
+  private readonly drainMs: number;
 
   constructor(private readonly deps: ModbusFrontDeps) {
     this.name = deps.listener.name;
+    this.drainMs = deps.drainMs ?? 2000;
     this.mode = deps.listener.mode;
     if (this.mode === "mtls" && !deps.tls) throw new TypeError(`modbus listener ${this.name}: mtls mode needs the TLS key, certificate and CA`);
     this.log = deps.log.child({ front: `modbus/${this.name}` });
@@ -147,6 +154,12 @@ export class ModbusFront {
     if (!server) return;
     this.server = undefined;
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    // Requests already taken are answered (the device timeout bounds each), then connections
+    // close; whatever is still open after the grace period is cut.
+    let timer: NodeJS.Timeout | undefined;
+    const grace = new Promise<void>((resolve) => (timer = setTimeout(resolve, this.drainMs)));
+    await Promise.race([Promise.all([...this.connections].map((c) => c.drain())), grace]);
+    clearTimeout(timer);
     for (const s of this.sockets) s.destroy();
     for (const c of this.connections) c.close();
     await closed;

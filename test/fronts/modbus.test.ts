@@ -381,3 +381,21 @@ t.test("mtls: the connection is closed when its certificate expires, and that is
   t.equal(expired.length, 2, "the session's end and the connection's close");
   t.match(expired.find((x) => x["client"]), { subject: { sub: "short-lived" }, detail: /the token expired/ });
 });
+
+t.test("stop drains: a request already taken is answered before the connection closes; new connections are refused", async (t) => {
+  const h = await startHarness(t);
+  await h.leaseFor("hist-1", ["historian"]);
+  const c = await WireClient.connect(h.lease.port);
+  t.teardown(() => c.close());
+  h.plc.setDelay(300);
+  c.send(mbap(7, 1, [3, 0, 100, 0, 1]));
+  await until(() => h.leaseFront.stats().requests >= 1, "the request to be taken");
+  const stopping = h.leaseFront.stop();
+  const [answer] = await c.next();
+  t.same({ tid: answer?.tid, pdu: [...(answer?.pdu ?? [])] }, { tid: 7, pdu: [3, 2, 0, 70] }, "the answer the device gave, not a reset");
+  await c.closed;
+  t.ok(c.isClosed, "then the connection is closed");
+  await stopping;
+  await t.rejects(WireClient.connect(h.lease.port), "the listener is closed");
+  h.plc.setDelay(0);
+});
