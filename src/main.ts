@@ -166,10 +166,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
       log: decisions,
       rates: new TokenBucketRates(),
       onDecision: (d, op) => metrics.decision(d, op),
-      onOutcome: (c, status, gatewayMs, deviceMs) => {
-        // The HTTP routes time themselves (their gateway time includes JSON handling).
-        if (c.protocol !== "http") metrics.outcome(c.protocol, status, gatewayMs, deviceMs);
-      },
+      onOutcome: (c, status, gatewayMs, deviceMs) => metrics.outcome(c.protocol, status, gatewayMs, deviceMs),
       approvals,
     });
 

@@ -140,7 +140,7 @@ export async function setupApi(t: Test, opts: ApiOptions = {}): Promise<Api> {
   t.teardown(() => following.unfollow());
   await following.ready;
 
-  const enforcer = new Enforcer({ policy: () => policy.current(), log, rates: new TokenBucketRates(), onDecision: (d, op) => metrics.decision(d, op) });
+  const enforcer = new Enforcer({ policy: () => policy.current(), log, rates: new TokenBucketRates(), onDecision: (d, op) => metrics.decision(d, op), onOutcome: (c, status, gatewayMs, deviceMs) => metrics.outcome(c.protocol, status, gatewayMs, deviceMs) });
   const gatewayLog = gatewayDecisionLog({
     append: (body) => {
       const a = log.append(body);

@@ -65,8 +65,6 @@ export interface HttpAppDeps {
   readonly metrics?: {
     readonly contentType: string;
     text(): Promise<string>;
-    /** One forwarded operation of the asset routes: time the gateway added and the device took, ms. */
-    outcome?(protocol: string, status: string, gatewayMs: number, deviceMs: number): void;
   };
   /** Wall clock, epoch ms (time filters, stream expiry). */
   readonly now?: () => number;

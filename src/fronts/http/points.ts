@@ -169,24 +169,12 @@ export async function pointRoutes(app: FastifyInstance, opts: { deps: HttpAppDep
   /** With a reply (writes): a write held for approval is answered 202 here, and the result is undefined. */
   function enforce<T>(req: FastifyRequest, p: Principal, op: Operation, forward: () => Promise<Forwarded<T>>, reply: FastifyReply): Promise<{ id: string | null; result: T } | undefined>;
   async function enforce<T>(req: FastifyRequest, p: Principal, op: Operation, forward: () => Promise<Forwarded<T>>, reply?: FastifyReply): Promise<{ id: string | null; result: T } | undefined> {
-    // Gateway time = the whole enforcement minus the device's part (SPEC §7's two histograms).
-    const started = performance.now();
-    let deviceMs = 0;
-    const timed = async () => {
-      const t0 = performance.now();
-      try {
-        return await forward();
-      } finally {
-        deviceMs = performance.now() - t0;
-      }
-    };
-    const e = await parts().enforcer.enforce(p, [op], clientOf(req, https), timed, reply ? "ack" : "wait");
+    const e = await parts().enforcer.enforce(p, [op], clientOf(req, https), forward, reply ? "ack" : "wait");
     if (e.held && reply) {
       const decisionId = e.authorizations[0]?.id ?? null;
       void reply.code(202).header("location", `/v1/approvals/${e.held.id}`).send({ approval: { id: e.held.id, status: "pending", expiresAt: new Date(e.held.expiresAt).toISOString() }, decisionId });
       return undefined;
     }
-    if (e.forwarded) deps.metrics?.outcome?.("http", e.forwarded.status, performance.now() - started - deviceMs, deviceMs);
     if (!e.allowed || !e.forwarded) throw refusal(op, e.refusal ?? (e.authorizations[0] as Authorization));
     const id = e.authorizations[0]?.id ?? null;
     if (e.forwarded.status !== "ok" || e.forwarded.result === undefined) throw deviceProblem(op.asset, e.forwarded);
