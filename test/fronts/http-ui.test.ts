@@ -170,9 +170,14 @@ t.test("the review page in headless Chromium", { timeout: 180_000, skip: existsS
   t.same(gatewayRows.map((c) => c.slice(1, 7)), [["deny", "(gateway)", "(none)", "read", "decisions", "token-expired"]], "one deny on the gateway's endpoints: the expired token");
   await until(page, (asset) => Array.from(document.querySelectorAll("#summary-assets tbody tr")).some((r) => r.children[0]?.textContent === asset), "(gateway)");
   t.match(await summary("summary-assets"), { "(gateway)": /^\d+\/1$/ }, "and in the summary");
+  // The live tail restarts without the gateway's endpoints. The new stream must be open before
+  // the decision below is made (the old one's "open" state lingers until the page restarts it):
+  // the server subscribes before it answers the stream's headers, so the response is the signal.
+  const restarted = page.waitForResponse((r) => r.url().includes("/v1/decisions/stream?") && new URL(r.url()).searchParams.get("gateway") === "false", WAIT);
   await page.uncheck("#filter-gateway");
   await page.click("#apply");
   await until(page, (asset) => !Array.from(document.querySelectorAll("#decisions tbody tr")).some((r) => r.children[2]?.textContent === asset), "(gateway)");
+  t.equal((await restarted).status(), 200, "the live tail restarted without the gateway's endpoints");
   await page.waitForSelector("#live-toggle[data-state=open]", WAIT);
 
   // A new decision appears in the live tail.
