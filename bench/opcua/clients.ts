@@ -45,7 +45,7 @@ export interface SessionSpec {
 
 export type ClientRequest =
   | { readonly seq: number; readonly op: "open"; readonly id: string; readonly spec: SessionSpec }
-  | { readonly seq: number; readonly op: "reads"; readonly id: string; readonly nodeId: string; readonly n: number }
+  | { readonly seq: number; readonly op: "reads"; readonly id: string; readonly nodeId: string; readonly n: number; readonly maxAge?: number }
   | { readonly seq: number; readonly op: "close"; readonly id: string }
   | {
       readonly seq: number;
@@ -109,12 +109,12 @@ async function close(o: Open): Promise<void> {
   await o.manager.dispose().catch(() => undefined);
 }
 
-async function reads(o: Open, nodeId: string, n: number): Promise<{ micros: number[]; errors: number }> {
+async function reads(o: Open, nodeId: string, n: number, maxAge = 0): Promise<{ micros: number[]; errors: number }> {
   const micros: number[] = [];
   let errors = 0;
   for (let i = 0; i < n; i++) {
     const t0 = performance.now();
-    const dv = await o.session.read({ nodeId, attributeId: AttributeIds.Value });
+    const dv = await o.session.read({ nodeId, attributeId: AttributeIds.Value }, maxAge);
     micros.push((performance.now() - t0) * 1000);
     if (!dv.statusCode.isGood()) errors++;
   }
@@ -177,7 +177,7 @@ async function handle(r: ClientRequest): Promise<ClientAnswer> {
     case "reads": {
       const o = sessions.get(r.id);
       if (!o) throw new Error(`no session ${r.id}`);
-      return { seq: r.seq, ok: true, ...(await reads(o, r.nodeId, r.n)) };
+      return { seq: r.seq, ok: true, ...(await reads(o, r.nodeId, r.n, r.maxAge)) };
     }
     case "close": {
       const o = sessions.get(r.id);

@@ -35,7 +35,7 @@ function detail(r: Loose): string {
     case "decision":
       return [clientText(r["client"] as ClientRef), valuesText(r["values"] as WrittenValue[]), r["mode"] === "monitor" ? "monitor" : ""].filter((s) => s).join(" ");
     case "outcome":
-      return `${String(r["status"])}${r["exception"] !== undefined ? ` exception=${String(r["exception"])}` : ""} ${String(r["latencyMs"])}ms ref=${String(r["ref"])}`;
+      return `${String(r["status"])}${r["exception"] !== undefined ? ` exception=${String(r["exception"])}` : ""} ${String(r["latencyMs"])}ms${r["cacheAgeMs"] !== undefined ? ` cached age<=${String(r["cacheAgeMs"])}ms` : ""} ref=${String(r["ref"])}`;
     case "session":
       return `${String(r["event"])} session=${String(r["session"])}${r["detail"] !== undefined ? ` ${String(r["detail"])}` : ""}`;
     case "policy":
@@ -72,7 +72,7 @@ export function tableRow(f: Found): string {
   return row(cells.map((c) => (c === undefined || c === null ? "-" : safe(String(c)))));
 }
 
-const CSV_COLUMNS = ["time", "seq", "id", "type", "decision", "reason", "rule", "policyRevision", "mode", "subject", "issuer", "roles", "session", "jti", "client", "protocol", "transport", "asset", "zone", "action", "target", "values", "ref", "status", "exception", "latencyMs", "detail"] as const;
+const CSV_COLUMNS = ["time", "seq", "id", "type", "decision", "reason", "rule", "policyRevision", "mode", "subject", "issuer", "roles", "session", "jti", "client", "protocol", "transport", "asset", "zone", "action", "target", "values", "ref", "status", "exception", "latencyMs", "cacheAgeMs", "detail"] as const;
 
 function csvCell(v: unknown): string {
   if (v === undefined || v === null) return "";
@@ -94,7 +94,7 @@ export function csvRow(f: Found): string {
     s.sub, s.iss, s.roles?.join(";"), s.sessionId ?? r["session"], s.jti,
     c ? `${c.address ?? ""}${c.port !== undefined ? `:${c.port}` : ""}` : undefined, c?.protocol, c?.transport,
     r["asset"], r["zone"], r["action"], targetText(r["target"] as TargetRef) || undefined, r["values"],
-    r["ref"], r["status"], r["exception"], r["latencyMs"],
+    r["ref"], r["status"], r["exception"], r["latencyMs"], r["cacheAgeMs"],
     r["type"] === "decision" || r["type"] === "outcome" ? undefined : detail(r),
   ];
   return cells.map(csvCell).join(",");

@@ -68,6 +68,8 @@ export interface OutcomeBody {
   readonly type: "outcome";
   /** The `id` of the decision record this is the outcome of. */
   readonly ref: string;
+  /** Answered from the gateway's subscription to the device (an OPC UA read within the client's maxAge): the value's age bound, ms. */
+  readonly cacheAgeMs?: number;
   readonly status: OutcomeStatus;
   /** The device's answer when status is device-exception: a Modbus exception code or an OPC UA status name. */
   readonly exception?: number | string;

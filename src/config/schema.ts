@@ -281,6 +281,13 @@ export const OpcuaUpstreamSchema = Type.Object(
       },
       { additionalProperties: false, default: {} },
     ),
+    readCache: Type.Object(
+      {
+        idleMs: Type.Integer({ minimum: 0, maximum: 3_600_000, default: 60_000, description: "a node read with maxAge > 0 is monitored for later reads within that age until no read used it for this long; 0 turns reads within maxAge from the subscription off" }),
+        maxItems: Type.Integer({ minimum: 0, maximum: 100_000, default: 1000, description: "at most this many nodes per server monitored for reads" }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
   },
   { additionalProperties: false, default: {} },
 );

@@ -19,7 +19,19 @@
 // - Monitoring: a listener gets the last value at once (when known), every change after, a
 //   bad status when the connection is lost; after a reconnect the subscription and items are
 //   made again and values flow again. The last listener of a node removes its item. An item
-//   samples at the interval its first listener asked for (later listeners share it as it is).
+//   samples at the shortest interval any of its listeners asked for (a listener asking for a
+//   shorter one than the item has makes the server's item faster; it never slows down again
+//   while it lives).
+// - Reads within maxAge: a read that allows an older value (OPC UA maxAge > 0) is answered from
+//   the shared subscription when the value held is known to be no older than that: the item
+//   exists, its last value is Good, and a publish response (data or keep-alive: the
+//   subscription sends one at least every ~500 ms) received at time T covered it, so the value
+//   is the server's as of T − sampling interval; the age bound given is
+//   now − T + sampling interval + publishing interval. A read that asks for it starts a
+//   monitored item for the node (a "read interest", dropped after `readCache.idleMs` without
+//   reads, at most `readCache.maxItems` of them). A write or call through this device makes
+//   every held value unusable until a publish received one sampling interval after it ended.
+//   maxAge 0 always goes to the server.
 // - PKI: the client's certificate and the server certificates it trusts live in `pkiDir`
 //   (the gateway passes keys.dir/opcua-upstream-pki), never in the home directory. Unknown
 //   server certificates are rejected (they land in `pkiDir/rejected/`; trusting one is moving
@@ -71,9 +83,20 @@ export interface OpcuaDeviceOptions {
   readonly publishingIntervalMs?: number;
   /** Sampling interval of a monitored item when its first listener asks for none (default 250 ms). */
   readonly samplingIntervalMs?: number;
+  /** Reads within maxAge from the subscription (see the header); idleMs 0 turns it off (default 60000 ms, 1000 items). */
+  readonly readCache?: { readonly idleMs?: number; readonly maxItems?: number };
   /** [0, 1) for the jitter (default Math.random). */
   readonly random?: () => number;
 }
+
+/** A value held from the subscription, and the bound on its age. */
+export interface CachedValue {
+  readonly value: DataValue;
+  readonly ageMs: number;
+}
+
+/** The subscription sends a publish response (a keep-alive when nothing changed) at least this often. */
+const CONFIRM_MS = 500;
 
 export interface OpcuaDeviceStats {
   readonly state: ConnectionState;
@@ -84,6 +107,10 @@ export interface OpcuaDeviceStats {
   readonly listeners: number;
   /** Monitored items live upstream now. */
   readonly monitoredItems: number;
+  /** Reads answered from the subscription, reads that went to the server, read interests held now. */
+  readonly cacheHits: number;
+  readonly cacheMisses: number;
+  readonly readInterests: number;
   readonly connects: number;
   readonly connectFailures: number;
   readonly drops: number;
@@ -113,9 +140,12 @@ class Watch {
   readonly listeners = new Set<Listener>();
   last: DataValue | undefined;
   item: ClientMonitoredItem | undefined;
+  /** When the current item gave its first value (Infinity: not yet), and its sampling interval as the server revised it. */
+  firstAt = Infinity;
+  sampledMs = 0;
   constructor(
     readonly nodeId: string,
-    readonly samplingIntervalMs: number,
+    public samplingIntervalMs: number,
   ) {}
 }
 
@@ -124,6 +154,8 @@ interface Link {
   readonly client: OPCUAClient;
   readonly session: ClientSession;
   subscription: Promise<ClientSubscription> | undefined;
+  /** When the last publish response of the subscription was received (its values applied). */
+  knownAt: number;
   lost: boolean;
   readonly upAt: number;
   /** Fails a request in flight on this connection (with the status given). */
@@ -195,6 +227,8 @@ export class OpcuaDevice extends EventEmitter<{ state: [state: ConnectionState, 
   private readonly keepAliveMs: number;
   private readonly publishingIntervalMs: number;
   private readonly samplingIntervalMs: number;
+  private readonly cacheIdleMs: number;
+  private readonly cacheMaxItems: number;
   private readonly random: () => number;
   private manager: OPCUACertificateManager | undefined;
   private started = false;
@@ -211,7 +245,15 @@ export class OpcuaDevice extends EventEmitter<{ state: [state: ConnectionState, 
   private readonly watches = new Map<string, Watch>();
   /** Clients being closed (stop() waits for them). */
   private readonly closing = new Set<Promise<void>>();
-  private readonly n = { connects: 0, connectFailures: 0, drops: 0, timeouts: 0 };
+  private readonly n = { connects: 0, connectFailures: 0, drops: 0, timeouts: 0, cacheHits: 0, cacheMisses: 0 };
+  /** Read interests: node key → its listener's handle and when it lapses. */
+  private readonly interests = new Map<string, { readonly handle: MonitorHandle; until: number }>();
+  private sweepTimer: NodeJS.Timeout | undefined;
+  /** Writes and calls in flight; held values are unusable until a publish after `changedAt`. */
+  private changing = 0;
+  private changedAt = -Infinity;
+  /** Node id strings as given → their normal form (the watches' keys). */
+  private readonly keys = new Map<string, string>();
 
   constructor(options: OpcuaDeviceOptions) {
     super();
@@ -237,6 +279,8 @@ export class OpcuaDevice extends EventEmitter<{ state: [state: ConnectionState, 
     this.keepAliveMs = int(options.keepAliveMs, 5000, 100, "keepAliveMs");
     this.publishingIntervalMs = int(options.publishingIntervalMs, 100, 10, "publishingIntervalMs");
     this.samplingIntervalMs = int(options.samplingIntervalMs, 250, 0, "samplingIntervalMs");
+    this.cacheIdleMs = int(options.readCache?.idleMs, 60_000, 0, "readCache.idleMs");
+    this.cacheMaxItems = int(options.readCache?.maxItems, 1000, 0, "readCache.maxItems");
     this.random = options.random ?? Math.random;
   }
 
@@ -257,6 +301,10 @@ export class OpcuaDevice extends EventEmitter<{ state: [state: ConnectionState, 
     this.stopped = true;
     clearTimeout(this.retryTimer);
     this.retryTimer = undefined;
+    clearInterval(this.sweepTimer);
+    this.sweepTimer = undefined;
+    for (const i of this.interests.values()) i.handle.close();
+    this.interests.clear();
     this.release(undefined);
     const link = this.link;
     this.link = undefined;
@@ -281,15 +329,93 @@ export class OpcuaDevice extends EventEmitter<{ state: [state: ConnectionState, 
       listeners += w.listeners.size;
       if (w.item) monitoredItems++;
     }
-    return { state: this.current, inFlight: this.link?.inFlight.size ?? 0, watches: this.watches.size, listeners, monitoredItems, ...this.n };
+    return { state: this.current, inFlight: this.link?.inFlight.size ?? 0, watches: this.watches.size, listeners, monitoredItems, readInterests: this.interests.size, ...this.n };
   }
 
-  read(nodeId: string): Promise<DataValue> {
-    return this.request(nodeId, (s, id) => s.read({ nodeId: id, attributeId: AttributeIds.Value }, 0), badValue);
+  /**
+   * The value of `nodeId` held from the subscription, if it is known to be no older than
+   * `maxAgeMs` (see the header); undefined otherwise (then `read` goes to the server).
+   */
+  cached(nodeId: string, maxAgeMs: number): CachedValue | undefined {
+    if (!(maxAgeMs > 0) || this.cacheIdleMs === 0) return undefined;
+    const key = this.keyOf(nodeId);
+    if (key === undefined) return undefined;
+    const w = this.watches.get(key);
+    const link = this.link;
+    const now = performance.now();
+    const interest = this.interests.get(key);
+    if (interest) interest.until = now + this.cacheIdleMs;
+    if (!w || !link || !w.item || !w.last || this.changing > 0) return undefined;
+    const knownAt = link.knownAt;
+    if (knownAt < w.firstAt || knownAt < this.changedAt || !w.last.statusCode.isGood()) return undefined;
+    const ageMs = now - knownAt + w.sampledMs + this.publishingIntervalMs;
+    if (ageMs > maxAgeMs) return undefined;
+    this.n.cacheHits++;
+    return { value: w.last, ageMs: Math.round(ageMs) };
+  }
+
+  /** Reads from the server; with maxAgeMs > 0 (passed on to the server) the node is monitored for later reads within that age. */
+  read(nodeId: string, maxAgeMs = 0): Promise<DataValue> {
+    if (maxAgeMs > 0 && this.cacheIdleMs > 0) {
+      this.n.cacheMisses++;
+      this.interest(nodeId, maxAgeMs);
+    }
+    return this.request(nodeId, (s, id) => s.read({ nodeId: id, attributeId: AttributeIds.Value }, maxAgeMs), badValue);
   }
 
   write(nodeId: string, value: Variant): Promise<StatusCode> {
-    return this.request(nodeId, (s, id) => s.write({ nodeId: id, attributeId: AttributeIds.Value, value: { value } }), (sc) => sc);
+    return this.changes(this.request(nodeId, (s, id) => s.write({ nodeId: id, attributeId: AttributeIds.Value, value: { value } }), (sc) => sc));
+  }
+
+  /** A write or call: no held value is used while it is in flight, nor until a publish one sampling interval after it. */
+  private changes<T>(p: Promise<T>): Promise<T> {
+    this.changing++;
+    const after = () => {
+      this.changing--;
+      this.changedAt = Math.max(this.changedAt, performance.now() + this.samplingIntervalMs);
+    };
+    p.then(after, after);
+    return p;
+  }
+
+  private keyOf(nodeId: string): string | undefined {
+    let key = this.keys.get(nodeId);
+    if (key === undefined) {
+      try {
+        key = resolveNodeId(nodeId).toString();
+      } catch {
+        return undefined;
+      }
+      if (this.keys.size >= 10_000) this.keys.clear();
+      this.keys.set(nodeId, key);
+    }
+    return key;
+  }
+
+  /** Monitors `nodeId` for reads within `maxAgeMs`, if a held value could ever be that young. */
+  private interest(nodeId: string, maxAgeMs: number): void {
+    const key = this.keyOf(nodeId);
+    if (key === undefined || this.interests.has(key) || this.interests.size >= this.cacheMaxItems) return;
+    if (maxAgeMs <= this.samplingIntervalMs + this.publishingIntervalMs) return;
+    this.interests.set(key, { handle: this.monitor(key, noop), until: performance.now() + this.cacheIdleMs });
+    if (!this.sweepTimer) {
+      this.sweepTimer = setInterval(() => this.sweep(), Math.min(this.cacheIdleMs, 10_000));
+      this.sweepTimer.unref();
+    }
+  }
+
+  /** Drops the read interests no read has used for `readCache.idleMs`. */
+  private sweep(): void {
+    const now = performance.now();
+    for (const [key, i] of this.interests) {
+      if (i.until > now) continue;
+      i.handle.close();
+      this.interests.delete(key);
+    }
+    if (this.interests.size === 0) {
+      clearInterval(this.sweepTimer);
+      this.sweepTimer = undefined;
+    }
   }
 
   call(objectId: string, methodId: string, inputArguments: readonly Variant[]): Promise<{ statusCode: StatusCode; outputArguments: Variant[] }> {
@@ -299,13 +425,15 @@ export class OpcuaDevice extends EventEmitter<{ state: [state: ConnectionState, 
     } catch {
       return Promise.resolve({ statusCode: StatusCodes.BadNodeIdInvalid, outputArguments: [] });
     }
-    return this.request(
-      methodId,
-      async (s, id) => {
-        const r = await s.call({ objectId: object, methodId: id, inputArguments: [...inputArguments] });
-        return { statusCode: r.statusCode, outputArguments: r.outputArguments ?? [] };
-      },
-      (statusCode) => ({ statusCode, outputArguments: [] }),
+    return this.changes(
+      this.request(
+        methodId,
+        async (s, id) => {
+          const r = await s.call({ objectId: object, methodId: id, inputArguments: [...inputArguments] });
+          return { statusCode: r.statusCode, outputArguments: r.outputArguments ?? [] };
+        },
+        (statusCode) => ({ statusCode, outputArguments: [] }),
+      ),
     );
   }
 
@@ -327,6 +455,8 @@ export class OpcuaDevice extends EventEmitter<{ state: [state: ConnectionState, 
       if (this.link) void this.addItem(this.link, w);
       else w.last = badValue(StatusCodes.BadServerNotConnected);
     }
+    const want = options?.samplingIntervalMs;
+    if (want !== undefined && want < w.samplingIntervalMs) this.faster(w, want);
     const watch = w;
     watch.listeners.add(listener);
     if (watch.last) {
@@ -348,6 +478,22 @@ export class OpcuaDevice extends EventEmitter<{ state: [state: ConnectionState, 
         if (item) item.terminate().catch(() => undefined);
       },
     };
+  }
+
+  /** Makes the item of `w` sample every `ms` (the server may revise it). */
+  private faster(w: Watch, ms: number): void {
+    w.samplingIntervalMs = ms;
+    const item = w.item;
+    if (!item) return; // made with the new interval when it is made
+    item.modify({ samplingInterval: ms, queueSize: 1, discardOldest: true }, TimestampsToReturn.Both).then(
+      (r) => {
+        if (w.item !== item || !r.statusCode.isGood()) return;
+        w.sampledMs = Math.max(ms, r.revisedSamplingInterval);
+        // The value held was sampled at the old rate: a publish after this one confirms it at the new.
+        w.firstAt = performance.now();
+      },
+      () => undefined,
+    );
   }
 
   /**
@@ -448,7 +594,7 @@ export class OpcuaDevice extends EventEmitter<{ state: [state: ConnectionState, 
         this.close(c);
         return;
       }
-      const link: Link = { client: c, session, subscription: undefined, lost: false, upAt: performance.now(), inFlight: new Set() };
+      const link: Link = { client: c, session, subscription: undefined, knownAt: -Infinity, lost: false, upAt: performance.now(), inFlight: new Set() };
       c.on("connection_lost", () => this.lost(link, "connection lost"));
       c.on("close", (err) => this.lost(link, err ? err.message : "connection closed"));
       session.on("keepalive_failure", () => this.lost(link, "keep-alive failed"));
@@ -535,17 +681,29 @@ export class OpcuaDevice extends EventEmitter<{ state: [state: ConnectionState, 
 
   private subscriptionOf(link: Link): Promise<ClientSubscription> {
     if (!link.subscription) {
-      const keepAlive = Math.max(2, Math.ceil(this.keepAliveMs / this.publishingIntervalMs));
+      // A keep-alive at least every CONFIRM_MS (held values are known fresh as of the last
+      // publish response); the lifetime, in time, as before: six session keep-alive periods.
+      const keepAlive = Math.max(1, Math.floor(Math.min(this.keepAliveMs, CONFIRM_MS) / this.publishingIntervalMs));
       link.subscription = link.session.createSubscription2({
         requestedPublishingInterval: this.publishingIntervalMs,
         requestedMaxKeepAliveCount: keepAlive,
-        requestedLifetimeCount: keepAlive * 6,
+        requestedLifetimeCount: Math.max(keepAlive * 3, Math.ceil((this.keepAliveMs * 6) / this.publishingIntervalMs)),
         maxNotificationsPerPublish: 0,
         publishingEnabled: true,
         priority: 1,
       });
       link.subscription.then(
-        (s) => s.on("terminated", () => this.lost(link, "subscription terminated")),
+        (s) => {
+          s.on("terminated", () => this.lost(link, "subscription terminated"));
+          // Its notifications are applied to the items after this event (a promise turn
+          // later): knownAt moves once they are, never before.
+          s.on("raw_notification", () => {
+            const t = performance.now();
+            setImmediate(() => {
+              if (t > link.knownAt) link.knownAt = t;
+            });
+          });
+        },
         (e: unknown) => this.lost(link, `cannot create a subscription: ${errorText(e)}`),
       );
     }
@@ -577,8 +735,12 @@ export class OpcuaDevice extends EventEmitter<{ state: [state: ConnectionState, 
       return;
     }
     w.item = item;
+    w.firstAt = Infinity;
+    w.sampledMs = Math.max(w.samplingIntervalMs, item.result?.revisedSamplingInterval ?? 0);
     item.on("changed", (dv: DataValue) => {
-      if (w.item === item) this.deliver(w, dv);
+      if (w.item !== item) return;
+      if (w.firstAt === Infinity) w.firstAt = performance.now();
+      this.deliver(w, dv);
     });
     item.on("err", () => {
       if (w.item === item) this.deliver(w, badValue(item.statusCode.isNotGood() ? item.statusCode : StatusCodes.BadCommunicationError));
@@ -591,3 +753,5 @@ export class OpcuaDevice extends EventEmitter<{ state: [state: ConnectionState, 
     this.emit("state", s, s === "connected" ? undefined : this.lastError);
   }
 }
+
+function noop(): void {}

@@ -20,7 +20,10 @@ export interface MonitorHandle {
  * a server that does not answer in time `BadTimeout`.
  */
 export interface OpcuaUpstream {
-  read(nodeId: string): Promise<DataValue>;
+  /** Reads the server; maxAgeMs > 0 (OPC UA maxAge, passed on) may start monitoring the node for `cached`. */
+  read(nodeId: string, maxAgeMs?: number): Promise<DataValue>;
+  /** The node's value held from the subscription when known to be no older than maxAgeMs, with that age bound; else undefined. */
+  cached(nodeId: string, maxAgeMs: number): { readonly value: DataValue; readonly ageMs: number } | undefined;
   write(nodeId: string, value: Variant): Promise<StatusCode>;
   call(objectId: string, methodId: string, inputArguments: readonly Variant[]): Promise<{ statusCode: StatusCode; outputArguments: Variant[] }>;
   /**

@@ -180,7 +180,7 @@ export class PointMonitors {
     const asset = this.ctx.policy().assets.get(it.pn.asset);
     const point = asset?.points.get(it.pn.point);
     if (!asset || !point) return badValue(StatusCodes.BadNodeIdUnknown);
-    if (asset.protocol !== "opcua" || point.node === undefined) return fetchPoint(this.ctx, asset, point);
+    if (asset.protocol !== "opcua" || point.node === undefined) return (await fetchPoint(this.ctx, asset, point)).result as DataValue;
     const feed = this.feed(it, asset.id, point.node);
     return feed.latest.clone();
   }

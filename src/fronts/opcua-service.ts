@@ -61,14 +61,23 @@ export interface ServiceContext {
 
 const OBJECTS_FOLDER = `ns=0;i=${ObjectIds.ObjectsFolder}`;
 
-/** The current value of a point from its device; never rejects (device trouble is a bad status). */
-export async function fetchPoint(ctx: ServiceContext, asset: Asset, point: Point): Promise<DataValue> {
+/**
+ * The value of a point from its device; never rejects (device trouble is a bad status). With
+ * maxAgeMs > 0 (OPC UA maxAge) an OPC UA point may be answered from the gateway's subscription
+ * to the server, no older than that (the outcome's cacheAgeMs says so).
+ */
+export async function fetchPoint(ctx: ServiceContext, asset: Asset, point: Point, maxAgeMs = 0): Promise<Forwarded<DataValue>> {
+  let dv: DataValue;
   if (asset.protocol === "opcua") {
     const up = ctx.upstream(asset.id);
-    if (!up || point.node === undefined) return badValue(StatusCodes.BadServerNotConnected);
-    return up.read(point.node);
-  }
-  return dataValueOf(point, await ctx.points.read(asset, point));
+    if (!up || point.node === undefined) dv = badValue(StatusCodes.BadServerNotConnected);
+    else {
+      const held = maxAgeMs > 0 ? up.cached(point.node, maxAgeMs) : undefined;
+      if (held) return { status: "ok", result: held.value, cacheAgeMs: held.ageMs };
+      dv = await up.read(point.node, maxAgeMs);
+    }
+  } else dv = dataValueOf(point, await ctx.points.read(asset, point));
+  return { ...outcomeOf(dv.statusCode), result: dv };
 }
 
 function denyBrowse(r: BrowseResult): BrowseResult {
@@ -113,7 +122,7 @@ export class EnforcingAccessor implements AddressSpaceAccessor {
     await Promise.all(
       nodes.map(async (rv, i) => {
         const pn = this.ctx.space.lookup(rv.nodeId);
-        if (pn?.kind === "variable" && rv.attributeId === AttributeIds.Value) out[i] = withTimestamps(await this.readPoint(context, pn), readRequest.timestampsToReturn);
+        if (pn?.kind === "variable" && rv.attributeId === AttributeIds.Value) out[i] = withTimestamps(await this.readPoint(context, pn, readRequest.maxAge ?? 0), readRequest.timestampsToReturn);
         else passed.push(i);
       }),
     );
@@ -125,17 +134,16 @@ export class EnforcingAccessor implements AddressSpaceAccessor {
     return out;
   }
 
-  private async readPoint(context: ISessionContext, pn: PointNode): Promise<DataValue> {
+  private async readPoint(context: ISessionContext, pn: PointNode, maxAgeMs: number): Promise<DataValue> {
     const who = this.ctx.identity(context.session);
     if (!who) {
       await this.noIdentity(pn, "read");
       return badValue(StatusCodes.BadUserAccessDenied);
     }
     const target = this.resolve(pn);
-    const r = await this.ctx.enforcer.enforce(who.principal, [this.operation(who, pn, "read")], who.client, async (): Promise<Forwarded<DataValue>> => {
-      const dv = target ? await fetchPoint(this.ctx, target.asset, target.point) : badValue(StatusCodes.BadNodeIdUnknown);
-      return { ...outcomeOf(dv.statusCode), result: dv };
-    });
+    const r = await this.ctx.enforcer.enforce(who.principal, [this.operation(who, pn, "read")], who.client, () =>
+      target ? fetchPoint(this.ctx, target.asset, target.point, maxAgeMs) : Promise.resolve({ ...outcomeOf(StatusCodes.BadNodeIdUnknown), result: badValue(StatusCodes.BadNodeIdUnknown) }),
+    );
     return r.allowed && r.forwarded?.result ? r.forwarded.result : badValue(StatusCodes.BadUserAccessDenied);
   }
 

@@ -62,6 +62,8 @@ export interface Forwarded<T> {
   readonly status: OutcomeStatus;
   readonly exception?: number | string;
   readonly result?: T;
+  /** Answered from what the gateway holds of the device (an OPC UA read within maxAge), no older than this many ms. */
+  readonly cacheAgeMs?: number;
 }
 
 export interface Enforced<T> {
@@ -182,13 +184,16 @@ export class Enforcer {
   }
 
   /** Records what the device did with an allowed operation, under its decision's id. */
-  outcome(id: string | null, status: OutcomeStatus, latencyMs: number, exception?: number | string): void {
+  outcome(id: string | null, status: OutcomeStatus, latencyMs: number, exception?: number | string, cacheAgeMs?: number): void {
     if (id === null) return;
     // Keys in code-point order: the log writes it in one pass (see audit/record.ts orderedJson).
+    const ms = Math.round(latencyMs * 1000) / 1000;
     const body: OutcomeBody =
-      exception === undefined
-        ? { latencyMs: Math.round(latencyMs * 1000) / 1000, ref: id, status, type: "outcome" }
-        : { exception, latencyMs: Math.round(latencyMs * 1000) / 1000, ref: id, status, type: "outcome" };
+      cacheAgeMs !== undefined
+        ? { cacheAgeMs, latencyMs: ms, ref: id, status, type: "outcome" }
+        : exception === undefined
+          ? { latencyMs: ms, ref: id, status, type: "outcome" }
+          : { exception, latencyMs: ms, ref: id, status, type: "outcome" };
     try {
       ignoreRejection(this.deps.log.append(body).durable);
     } catch (e) {
@@ -257,7 +262,7 @@ export class Enforcer {
     const started = performance.now();
     return forward().then((forwarded) => {
       const latency = performance.now() - started;
-      for (const a of authorizations) this.outcome(a.id, forwarded.status, latency, forwarded.exception);
+      for (const a of authorizations) this.outcome(a.id, forwarded.status, latency, forwarded.exception, forwarded.cacheAgeMs);
       if (client && this.deps.onOutcome) this.deps.onOutcome(client, forwarded.status, started - t0, latency);
       return { allowed: true, authorizations, forwarded };
     });

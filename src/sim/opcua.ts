@@ -96,7 +96,7 @@ export class SimulatedOpcuaServer extends EventEmitter<{ scan: [] }> {
   private boundPort = 0;
   private readonly n = { writes: 0, calls: 0, reads: 0 };
   /** Live monitored items by node id (`ns=1;s=…`). */
-  private readonly items = new Map<string, number>();
+  private readonly items = new Map<string, Set<MonitoredItemBase>>();
   private callDelayMs = 0;
   /** Timers of the calls waiting out the delay: stop() drops them (those calls are never answered). */
   private readonly delayed = new Set<NodeJS.Timeout>();
@@ -134,11 +134,11 @@ export class SimulatedOpcuaServer extends EventEmitter<{ scan: [] }> {
       serverInfo: { applicationUri: SIM_APPLICATION_URI, productUri: "urn:ztgate:sim", applicationName: { text: "ztgate simulated packaging line" } },
       buildInfo: { productName: "ztgate simulated packaging line", manufacturerName: "ztgate", softwareVersion: "1.0" },
       onCreateMonitoredItem: async (_s: Subscription, item: MonitoredItemBase) => {
-        this.countItem(item, +1);
+        this.countItem(item, true);
         return StatusCodes.Good;
       },
       onDeleteMonitoredItem: async (_s: Subscription, item: MonitoredItemBase) => {
-        this.countItem(item, -1);
+        this.countItem(item, false);
         return StatusCodes.Good;
       },
     });
@@ -205,21 +205,31 @@ export class SimulatedOpcuaServer extends EventEmitter<{ scan: [] }> {
 
   stats(): OpcuaSimStats {
     let monitoredItems = 0;
-    for (const n of this.items.values()) monitoredItems += n;
+    for (const s of this.items.values()) monitoredItems += s.size;
     return { ...this.n, sessions: this.server?.engine?.currentSessionCount ?? 0, monitoredItems };
   }
 
   /** Monitored items live now on `nodeId` (as written in policies: `ns=1;s=Line1.Speed`). */
   monitoredItems(nodeId: string): number {
-    return this.items.get(nodeId) ?? 0;
+    return this.items.get(nodeId)?.size ?? 0;
   }
 
-  private countItem(item: MonitoredItemBase, delta: number): void {
+  /** The sampling intervals of the monitored items live now on `nodeId`, ms. */
+  samplingIntervals(nodeId: string): number[] {
+    return [...(this.items.get(nodeId) ?? [])].map((i) => (i as MonitoredItemBase & { readonly samplingInterval: number }).samplingInterval);
+  }
+
+  private countItem(item: MonitoredItemBase, live: boolean): void {
     const id = item.node?.nodeId.toString();
     if (id === undefined) return;
-    const n = (this.items.get(id) ?? 0) + delta;
-    if (n > 0) this.items.set(id, n);
-    else this.items.delete(id);
+    let s = this.items.get(id);
+    if (live) {
+      if (!s) this.items.set(id, (s = new Set()));
+      s.add(item);
+    } else if (s) {
+      s.delete(item);
+      if (s.size === 0) this.items.delete(id);
+    }
   }
 
   private build(server: OPCUAServer): void {

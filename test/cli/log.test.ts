@@ -90,11 +90,11 @@ t.test("query: table (default), json lines as stored, csv", async (t) => {
   t.ok(json.out.every((l) => (JSON.parse(l) as { decision: string }).decision === "deny"));
 
   const csv = await run("log", "query", "--dir", dir, "--format", "csv", "--reason", "token-invalid");
-  t.equal(csv.out[0], "time,seq,id,type,decision,reason,rule,policyRevision,mode,subject,issuer,roles,session,jti,client,protocol,transport,asset,zone,action,target,values,ref,status,exception,latencyMs,detail");
+  t.equal(csv.out[0], "time,seq,id,type,decision,reason,rule,policyRevision,mode,subject,issuer,roles,session,jti,client,protocol,transport,asset,zone,action,target,values,ref,status,exception,latencyMs,cacheAgeMs,detail");
   t.equal(csv.out.length, 2);
   t.ok(csv.out[1]!.includes(`,"'=HYPERLINK(""http://x"")\u001b[2J",evil,`), "a formula is neutralised and quotes doubled");
   const outcomes = await run("log", "query", "--dir", dir, "--format", "csv", "--type", "outcome", "--limit", "1");
-  t.match(outcomes.out[1], /^2026-03-04T10:00:00\.000000Z,2,r-2,outcome,,+r-1,ok,,1\.25,$/);
+  t.match(outcomes.out[1], /^2026-03-04T10:00:00\.000000Z,2,r-2,outcome,,+r-1,ok,,1\.25,,$/);
 });
 
 t.test("query: the table never passes control characters to the terminal", async (t) => {

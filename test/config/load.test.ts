@@ -71,7 +71,7 @@ const frontDefaults = () => ({
       minSamplingIntervalMs: 100,
       pki: "pki",
     },
-    upstream: { securityMode: "None", securityPolicy: "None", requestTimeoutMs: 2000, connectTimeoutMs: 5000, backoff: { initialMs: 200, maxMs: 10000 } } },
+    upstream: { securityMode: "None", securityPolicy: "None", requestTimeoutMs: 2000, connectTimeoutMs: 5000, backoff: { initialMs: 200, maxMs: 10000 }, readCache: { idleMs: 60000, maxItems: 1000 } } },
   sim: { modbus: { enabled: true, host: "127.0.0.1", port: 15020, unitId: 1, scanMs: 100 }, opcua: { enabled: true, host: "127.0.0.1", port: 14840, scanMs: 100 } },
   http: { enabled: true, host: "127.0.0.1", port: 8443, tls: true, bodyLimit: 65536 },
 });
@@ -363,7 +363,7 @@ t.test("modbus listeners: defaults per entry, unique names and addresses, checke
 
 t.test("opcua.upstream: security mode and policy go together; checked values", async (t) => {
   const config = await load(t.testdir(withConfig("opcua:", "  upstream: { securityMode: SignAndEncrypt, securityPolicy: Basic256Sha256, requestTimeoutMs: 500 }")));
-  t.same(config.opcua.upstream, { securityMode: "SignAndEncrypt", securityPolicy: "Basic256Sha256", requestTimeoutMs: 500, connectTimeoutMs: 5000, backoff: { initialMs: 200, maxMs: 10000 } });
+  t.same(config.opcua.upstream, { securityMode: "SignAndEncrypt", securityPolicy: "Basic256Sha256", requestTimeoutMs: 500, connectTimeoutMs: 5000, backoff: { initialMs: 200, maxMs: 10000 }, readCache: { idleMs: 60000, maxItems: 1000 } });
   const mismatch = await loadError(t.testdir(withConfig("opcua:", "  upstream:", "    securityMode: Sign")));
   t.same(where(mismatch), ["3:5 opcua.upstream: securityMode Sign with securityPolicy None; give a securityPolicy other than None"]);
   const none = await loadError(t.testdir(withConfig("opcua:", "  upstream:", "    securityPolicy: Aes128_Sha256_RsaOaep")));

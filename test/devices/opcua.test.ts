@@ -134,6 +134,12 @@ t.test("monitor: listeners of one node share one upstream item; the last close r
   const hs = d.monitor(LINE_NODES.speed, () => undefined);
   await until("one item per node upstream", () => sim.monitoredItems(LINE_NODES.count) === 1 && sim.monitoredItems(LINE_NODES.speed) === 1 && d.stats().monitoredItems === 2);
   t.match(d.stats(), { watches: 2, listeners: 3, monitoredItems: 2 });
+  t.same(sim.samplingIntervals(LINE_NODES.speed), [250], "the device's default sampling interval");
+  const fast = d.monitor(LINE_NODES.speed, () => undefined, { samplingIntervalMs: 100 });
+  await until("the item made faster for a listener that asks for it", () => sim.samplingIntervals(LINE_NODES.speed)[0] === 100);
+  d.monitor(LINE_NODES.speed, () => undefined, { samplingIntervalMs: 500 }).close();
+  fast.close();
+  t.same(sim.samplingIntervals(LINE_NODES.speed), [100], "one item still, never slowed down while it lives");
   await until("changes to both listeners", () => a.length >= 3 && b.length >= 3);
   t.ok(a.every((v) => v.statusCode.isGood()) && b.every((v) => v.statusCode.isGood()));
   t.ok(new Set(a.map((v) => v.value.value)).size >= 2, "the count moves (a change per notification)");
@@ -178,6 +184,58 @@ t.test("monitor: listeners of one node share one upstream item; the last close r
   await until("values despite a throwing listener", () => calls >= 1 && other.length >= 1);
   throwing.close();
   ho.close();
+});
+
+t.test("reads within maxAge: from the subscription once the node is monitored; maxAge 0 and writes go to the server; the interest lapses", async (t) => {
+  const d = device(t, { samplingIntervalMs: 50, readCache: { idleMs: 400 } });
+  await connected(d);
+  t.equal(d.cached(LINE_NODES.speed, 1000), undefined, "nothing held before a read asked for it");
+  const first = await d.read(LINE_NODES.speed, 1000);
+  t.equal(first.statusCode.name, "Good", "the first read went to the server");
+  t.match(d.stats(), { cacheMisses: 1, readInterests: 1 });
+  await until("the value held", () => d.cached(LINE_NODES.speed, 1000) !== undefined);
+  t.equal(sim.monitoredItems(LINE_NODES.speed), 1, "one monitored item upstream for the read interest");
+  const held = d.cached(LINE_NODES.speed, 1000);
+  t.equal(held?.value.value.value, sim.line.speed(), "the server's value");
+  t.ok(held && held.ageMs >= 100 && held.ageMs <= 1000, `an age bound of at least sampling + publishing interval, within maxAge (${held?.ageMs} ms)`);
+  const reads = sim.stats().reads;
+  for (let i = 0; i < 20; i++) d.cached(LINE_NODES.speed, 1000);
+  t.equal(sim.stats().reads, reads, "held values cost the server nothing");
+  t.equal(d.cached(LINE_NODES.speed, 0), undefined, "maxAge 0: always the server");
+  t.equal(d.cached(LINE_NODES.speed, 99), undefined, "maxAge below sampling + publishing interval: never held that young");
+  t.equal(d.cached("no such id", 1000), undefined);
+  t.equal(d.cached(LINE_NODES.count, 1000), undefined, "a node no read asked for");
+
+  const changed = sim.line.speed() === 60 ? 61 : 60;
+  t.ok(sim.line.setSpeed(changed));
+  await until("a change at the server held", () => d.cached(LINE_NODES.speed, 1000)?.value.value.value === changed);
+
+  const w = d.write(LINE_NODES.speed, speed(changed + 1));
+  t.equal(d.cached(LINE_NODES.speed, 1000), undefined, "nothing held is used while a write is in flight");
+  t.equal((await w).name, "Good");
+  t.equal(d.cached(LINE_NODES.speed, 1000), undefined, "nor right after it");
+  await until("the written value held", () => d.cached(LINE_NODES.speed, 1000)?.value.value.value === changed + 1);
+  const c = d.call(LINE_NODES.line, LINE_NODES.resetCount, []);
+  t.equal(d.cached(LINE_NODES.speed, 1000), undefined, "nor while a call is");
+  await c;
+  t.ok(d.stats().cacheHits >= 20);
+
+  await until("the read interest dropped once no read used it for idleMs", () => d.stats().readInterests === 0 && sim.monitoredItems(LINE_NODES.speed) === 0, 5000);
+  t.equal(d.cached(LINE_NODES.speed, 1000), undefined, "nothing held after");
+
+  const off = device(t, { readCache: { idleMs: 0 } });
+  await connected(off);
+  t.equal((await off.read(LINE_NODES.speed, 1000)).statusCode.name, "Good");
+  t.equal(off.cached(LINE_NODES.speed, 1000), undefined);
+  t.match(off.stats(), { readInterests: 0, cacheMisses: 0, watches: 0 }, "readCache.idleMs 0: every read goes to the server");
+  const few = device(t, { readCache: { maxItems: 1 } });
+  await connected(few);
+  await few.read(LINE_NODES.speed, 1000);
+  await few.read(LINE_NODES.count, 1000);
+  await few.read(LINE_NODES.count, 100);
+  t.match(few.stats(), { readInterests: 1 }, "at most maxItems nodes monitored for reads");
+  await few.stop();
+  t.match(few.stats(), { readInterests: 0, watches: 0 }, "stop releases the read interests and their items");
 });
 
 t.test("server down: bad status codes, never stale values; back on the same port without a new device", async (t) => {

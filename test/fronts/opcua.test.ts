@@ -119,6 +119,38 @@ t.test("historian reads speed (OPC UA asset) and the bridged Modbus temperature"
   t.ok(outcomes.length >= 3, "an outcome per forwarded read");
 });
 
+t.test("reads within maxAge: answered from the gateway's subscription, each one still decided and logged with the value's age bound", async (t) => {
+  const c = await as("hist-cache", ["historian"]);
+  const visitor = await as("guest-cache", ["visitor"]);
+  const outcomeOf = async (dv: DataValue, sub: string) => {
+    const records = await h.records();
+    const decision = records.filter((r) => r.type === "decision" && (r as { subject?: { sub?: string } }).subject?.sub === sub).at(-1) as { id: string } | undefined;
+    return { dv, outcome: records.find((r) => r.type === "outcome" && (r as { ref?: string }).ref === decision?.id) as Record<string, unknown> | undefined };
+  };
+  const read = async (maxAge: number) => outcomeOf(await c.session.read({ nodeId: SPEED, attributeId: AttributeIds.Value }, maxAge), "hist-cache");
+  const first = await read(5000);
+  t.equal(first.dv.statusCode.name, "Good");
+  t.equal(first.outcome?.["cacheAgeMs"], undefined, "the first read went to the server (and started monitoring the node)");
+  const hit = await until("a read answered from the subscription", async () => {
+    const r = await read(5000);
+    return r.outcome?.["cacheAgeMs"] !== undefined ? r : undefined;
+  });
+  t.equal(hit.dv.statusCode.name, "Good");
+  t.equal(hit.dv.value.value, h.line.line.speed(), "the server's value");
+  t.match(hit.outcome, { status: "ok", cacheAgeMs: Number }, "the outcome says where the value came from");
+  t.ok((hit.outcome?.["cacheAgeMs"] as number) <= 5000, "no older than the client allowed");
+  const before = (await h.decisions()).length;
+  for (let i = 0; i < 5; i++) t.equal((await c.session.read({ nodeId: SPEED, attributeId: AttributeIds.Value }, 5000)).statusCode.name, "Good");
+  t.equal((await h.decisions()).length, before + 5, "a decision per read, held value or not");
+  const fresh = await read(0);
+  t.equal(fresh.dv.statusCode.name, "Good");
+  t.match(fresh.outcome, { status: "ok" });
+  t.equal(fresh.outcome?.["cacheAgeMs"], undefined, "maxAge 0: from the server");
+  const denied = await visitor.session.read({ nodeId: SPEED, attributeId: AttributeIds.Value }, 5000);
+  t.equal(denied.statusCode.name, "BadUserAccessDenied", "a value held is no way around the policy");
+  t.equal(denied.value.value, null);
+});
+
 t.test("historian write and method call: BadUserAccessDenied, nothing reaches the device", async (t) => {
   const c = await as("hist-1", ["historian"]);
   const before = h.line.stats();
