@@ -14,8 +14,8 @@
 // relay's or the gateway's own work) and the whole process's (the clients and the PLC too).
 //
 // Run: npm run bench:modbus   (BENCH_ROUNDS, BENCH_REQUESTS (per path, all rounds), BENCH_SECONDS
-// (per path, all rounds) to change the run length; BENCH_ONLY=gateway measures the gateway
-// alone, e.g. under --cpu-prof)
+// (per path, all rounds) to change the run length; BENCH_ONLY=gateway (or relay) measures that
+// path alone, e.g. under --cpu-prof)
 import { once } from "node:events";
 import { readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -31,7 +31,8 @@ const REQUESTS = Number(process.env["BENCH_REQUESTS"] ?? 20_000);
 const SECONDS = Number(process.env["BENCH_SECONDS"] ?? 5);
 const CLIENTS = 16;
 const WARMUP_MS = 300;
-const ONLY_GATEWAY = process.env["BENCH_ONLY"] === "gateway";
+const ONLY = process.env["BENCH_ONLY"];
+if (ONLY !== undefined && ONLY !== "gateway" && ONLY !== "relay") throw new Error(`BENCH_ONLY: "${ONLY}" is not gateway or relay`);
 const WORKER = new URL("./worker-boot.mjs", import.meta.url);
 
 function start(task: WorkerTask): { ready: Promise<WorkerResult>; worker: Worker } {
@@ -156,12 +157,13 @@ async function main(): Promise<void> {
   const plcPort = ((await plc.ready) as Extract<WorkerResult, { kind: "plc" }>).port;
   await clients.ready;
   const root = await mkdtemp(path.join(tmpdir(), "ztgate-bench-modbus-"));
-  const r = ONLY_GATEWAY ? undefined : await relay(plcPort);
+  const r = ONLY === "gateway" ? undefined : await relay(plcPort);
   const g = await startBenchGateway(root, plcPort);
   try {
     const paths = [
-      ...(r ? [new Path("direct to the simulated PLC", plcPort), new Path("plain Node TCP relay (net pipe)", r.port)] : []),
-      new Path("ztgate (lease, policy, decision log)", g.port),
+      ...(ONLY === undefined ? [new Path("direct to the simulated PLC", plcPort)] : []),
+      ...(r ? [new Path("plain Node TCP relay (net pipe)", r.port)] : []),
+      ...(ONLY !== "relay" ? [new Path("ztgate (lease, policy, decision log)", g.port)] : []),
     ];
     const perRound = Math.max(1, Math.round(REQUESTS / ROUNDS));
     const ms = Math.max(100, (SECONDS * 1000) / ROUNDS);
