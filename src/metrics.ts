@@ -5,7 +5,13 @@
 // events (decisions, outcomes, policy reloads, device state changes); gauges and counters the
 // parts already keep (open sessions, connections, decision log and syslog figures) are read
 // from `sources` when scraped, so nothing on the hot path pays for them.
-import { Counter, Gauge, Histogram, Registry } from "prom-client";
+//
+// The two per-request metrics (decisions, operation latencies) are tallies of our own
+// (TallyCounter, TallyHistogram below): a request pays a string key, a map lookup and an add;
+// prom-client's own inc/observe hash and validate the label object every call, which cost
+// more than the policy decision. They give prom-client's registry the same metric objects
+// prom-client's Counter and Histogram would (test/metrics.test.ts compares them).
+import { Counter, Gauge, Registry } from "prom-client";
 import type { LogStats } from "./audit/writer.js";
 import type { SyslogStats } from "./audit/syslog.js";
 
@@ -32,9 +38,9 @@ export class Metrics {
   /** The log's durable seq when it was first scraped: records written since are this process's. */
   private logBase: number | null = null;
 
-  private readonly decisions: Counter<"asset" | "action" | "effect" | "reason">;
-  private readonly gatewaySeconds: Histogram<"protocol">;
-  private readonly deviceSeconds: Histogram<"protocol" | "status">;
+  private readonly decisions: TallyCounter;
+  private readonly gatewaySeconds: TallyHistogram;
+  private readonly deviceSeconds: TallyHistogram;
   private readonly reloads: Counter<"trigger">;
   private readonly rejections: Counter<"trigger">;
   private readonly stateChanges: Counter<"protocol" | "endpoint" | "state">;
@@ -42,26 +48,14 @@ export class Metrics {
   constructor() {
     const registers = [this.registry];
     const self = () => this.sources;
-    this.decisions = new Counter({
-      name: "ztgate_decisions_total",
-      help: "Decisions made, by asset, action, effect and reason (asset \"\" for the gateway's own endpoints)",
-      labelNames: ["asset", "action", "effect", "reason"],
-      registers,
-    });
-    this.gatewaySeconds = new Histogram({
-      name: "ztgate_operation_gateway_seconds",
-      help: "Time the gateway adds to a forwarded operation (decision, log hand-off, forwarding), by client protocol",
-      labelNames: ["protocol"],
-      buckets: LATENCY_BUCKETS,
-      registers,
-    });
-    this.deviceSeconds = new Histogram({
-      name: "ztgate_operation_device_seconds",
-      help: "Time the device took to answer a forwarded operation, by client protocol and outcome status",
-      labelNames: ["protocol", "status"],
-      buckets: LATENCY_BUCKETS,
-      registers,
-    });
+    this.decisions = new TallyCounter(
+      "ztgate_decisions_total",
+      "Decisions made, by asset, action, effect and reason (asset \"\" for the gateway's own endpoints)",
+      ["asset", "action", "effect", "reason"],
+    );
+    this.gatewaySeconds = new TallyHistogram("ztgate_operation_gateway_seconds", "Time the gateway adds to a forwarded operation (decision, log hand-off, forwarding), by client protocol", ["protocol"], LATENCY_BUCKETS);
+    this.deviceSeconds = new TallyHistogram("ztgate_operation_device_seconds", "Time the device took to answer a forwarded operation, by client protocol and outcome status", ["protocol", "status"], LATENCY_BUCKETS);
+    for (const m of [this.decisions, this.gatewaySeconds, this.deviceSeconds]) this.registry.registerMetric(m as never);
     this.reloads = new Counter({ name: "ztgate_policy_reloads_total", help: "Policy reloads that changed the policy in force, by trigger", labelNames: ["trigger"], registers });
     this.rejections = new Counter({ name: "ztgate_policy_rejections_total", help: "Policy changes rejected (the previous policy stayed in force), by trigger", labelNames: ["trigger"], registers });
     this.stateChanges = new Counter({ name: "ztgate_device_state_changes_total", help: "Device connection state changes, by the state entered", labelNames: ["protocol", "endpoint", "state"], registers });
@@ -173,13 +167,13 @@ export class Metrics {
 
   /** One decision: of the enforcement path (an asset) or of a gateway endpoint (asset null). */
   decision(d: { readonly effect: string; readonly reason: string }, op: { readonly asset: string | null; readonly action: string }): void {
-    this.decisions.inc({ asset: op.asset ?? "", action: op.action, effect: d.effect, reason: d.reason });
+    this.decisions.inc(op.asset ?? "", op.action, d.effect, d.reason);
   }
 
   /** One forwarded operation: time the gateway added and time the device took, in ms. */
   outcome(protocol: string, status: string, gatewayMs: number, deviceMs: number): void {
-    this.gatewaySeconds.observe({ protocol }, Math.max(0, gatewayMs) / 1000);
-    this.deviceSeconds.observe({ protocol, status }, Math.max(0, deviceMs) / 1000);
+    this.gatewaySeconds.observe(Math.max(0, gatewayMs) / 1000, protocol);
+    this.deviceSeconds.observe(Math.max(0, deviceMs) / 1000, protocol, status);
   }
 
   policyReloaded(trigger: string): void {
@@ -200,5 +194,95 @@ export class Metrics {
 
   text(): Promise<string> {
     return this.registry.metrics();
+  }
+}
+
+/** What prom-client's registry reads of a metric (what its own Counter and Histogram give). */
+interface MetricObject {
+  readonly name: string;
+  readonly help: string;
+  readonly type: "counter" | "histogram";
+  readonly values: ReadonlyArray<{ readonly labels: Record<string, string | number>; readonly value: number; readonly metricName?: string }>;
+  readonly aggregator: "sum";
+}
+
+/** A label set's key: its values joined by a character no label value here holds in practice (and if one did, the key would only be longer, never shared). */
+function keyOf(values: readonly string[]): string {
+  let k = values[0] ?? "";
+  for (let i = 1; i < values.length; i++) k += "\u0000" + (values[i] as string);
+  return k;
+}
+
+function labelsOf(names: readonly string[], values: readonly string[]): Record<string, string> {
+  const labels: Record<string, string> = {};
+  names.forEach((n, i) => (labels[n] = values[i] as string));
+  return labels;
+}
+
+/** A counter by label values, read by the registry as prom-client's Counter would give it. */
+export class TallyCounter {
+  readonly type = "counter" as const;
+  readonly aggregator = "sum" as const;
+  private readonly tallies = new Map<string, { readonly labels: Record<string, string>; value: number }>();
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    private readonly labelNames: readonly string[],
+  ) {}
+
+  inc(...values: string[]): void {
+    const key = keyOf(values);
+    const t = this.tallies.get(key);
+    if (t) t.value++;
+    else this.tallies.set(key, { labels: labelsOf(this.labelNames, values), value: 1 });
+  }
+
+  get(): Promise<MetricObject> {
+    const values = [...this.tallies.values()].map((t) => ({ labels: { ...t.labels }, value: t.value }));
+    return Promise.resolve({ name: this.name, help: this.help, type: this.type, values, aggregator: this.aggregator });
+  }
+}
+
+/** A histogram by label values, read by the registry as prom-client's Histogram would give it. */
+export class TallyHistogram {
+  readonly type = "histogram" as const;
+  readonly aggregator = "sum" as const;
+  private readonly tallies = new Map<string, { readonly labels: Record<string, string>; readonly buckets: Float64Array; sum: number; count: number }>();
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    private readonly labelNames: readonly string[],
+    private readonly upperBounds: readonly number[],
+  ) {}
+
+  observe(value: number, ...values: string[]): void {
+    if (!Number.isFinite(value)) throw new TypeError(`${this.name}: value ${value} is not a finite number`);
+    const key = keyOf(values);
+    let t = this.tallies.get(key);
+    if (!t) this.tallies.set(key, (t = { labels: labelsOf(this.labelNames, values), buckets: new Float64Array(this.upperBounds.length), sum: 0, count: 0 }));
+    const b = this.upperBounds;
+    for (let i = 0; i < b.length; i++) {
+      if (value <= (b[i] as number)) {
+        (t.buckets[i] as number)++;
+        break;
+      }
+    }
+    t.sum += value;
+    t.count++;
+  }
+
+  get(): Promise<MetricObject> {
+    const values: Array<MetricObject["values"][number]> = [];
+    for (const t of this.tallies.values()) {
+      let cumulative = 0;
+      this.upperBounds.forEach((le, i) => {
+        cumulative += t.buckets[i] as number;
+        values.push({ labels: { le, ...t.labels }, value: cumulative, metricName: `${this.name}_bucket` });
+      });
+      values.push({ labels: { le: "+Inf", ...t.labels }, value: t.count, metricName: `${this.name}_bucket` });
+      values.push({ labels: { ...t.labels }, value: t.sum, metricName: `${this.name}_sum` });
+      values.push({ labels: { ...t.labels }, value: t.count, metricName: `${this.name}_count` });
+    }
+    return Promise.resolve({ name: this.name, help: this.help, type: this.type, values, aggregator: this.aggregator });
   }
 }
