@@ -7,7 +7,10 @@
 //               Basic256Sha256, a UserName token carrying a JWT, policy and decision log on).
 //               The paths are measured in interleaved rounds, so that load from elsewhere on
 //               the machine falls on all of them alike. Target: gateway p50 ≤ 1.5 × direct p50
-//               in the same security mode.
+//               in the same security mode. Each is measured with maxAge 0 (every read from the
+//               device: two OPC UA hops, two node-opcua stacks) and with maxAge BENCH_MAX_AGE
+//               (default 1000 ms, a historian's poll: the gateway may answer from its
+//               subscription, see README "Reads within maxAge"), direct and through the gateway.
 //   monitoring  K clients × M monitored items on speed and count (alternating), sampled every
 //               100 ms (the front's default minimum; the same asked of the direct server):
 //               notifications delivered per second, direct and through the gateway.
@@ -27,7 +30,8 @@
 // scan, Count changes about once a second and Speed not at all).
 //
 // Run: npm run bench:opcua   (BENCH_READS reads per path, default 2000; BENCH_MONITOR levels as
-// KxM, default 4x25,8x100; BENCH_SECONDS per monitoring run, default 5; BENCH_PHASES=1 skips
+// KxM, default 4x25,8x100; BENCH_SECONDS per monitoring run, default 5; BENCH_MAX_AGE, default
+// 1000; BENCH_PHASES=1 skips
 // phase 2; BENCH_LOG=info shows the gateway's log on stderr). The simulated server takes at
 // most 10 connections: K ≤ 8.
 import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
@@ -371,10 +375,13 @@ async function main(): Promise<void> {
       const rows = await latency(clients, [
         { name: "direct, SignAndEncrypt Basic256Sha256", id: "d-sae", nodeId: LINE_NODES.speed, spec: { endpoint: run2.sim.endpointUrl() as string, secure: true, pki } },
         { name: "gateway, SignAndEncrypt (JWT), upstream SignAndEncrypt", id: "gw", nodeId: GW_SPEED, spec: { endpoint: run2.front, secure: true, user: { name: "bench-historian", password: jwt }, pki } },
+        { name: `direct, SignAndEncrypt, maxAge ${MAX_AGE} ms`, id: "d-sae-age", nodeId: LINE_NODES.speed, spec: { endpoint: run2.sim.endpointUrl() as string, secure: true, pki }, maxAge: MAX_AGE },
+        { name: `gateway, upstream SignAndEncrypt, maxAge ${MAX_AGE} ms`, id: "gw-age", nodeId: GW_SPEED, spec: { endpoint: run2.front, secure: true, user: { name: "bench-historian", password: jwt }, pki }, maxAge: MAX_AGE },
       ]);
       printLatency("Phase 2: upstream session SignAndEncrypt Basic256Sha256 too", rows);
-      const [d, g] = rows as [LatencyRow, LatencyRow];
-      console.log(`gateway p50 / direct p50 (both SignAndEncrypt, upstream SignAndEncrypt): ${ratio(g.p50, d.p50).toFixed(2)}; p99 ratio ${ratio(g.p99, d.p99).toFixed(2)}`);
+      const [d, g, da, ga] = rows as [LatencyRow, LatencyRow, LatencyRow, LatencyRow];
+      console.log(`maxAge 0: gateway p50 / direct p50 (both SignAndEncrypt, upstream SignAndEncrypt): ${ratio(g.p50, d.p50).toFixed(2)}; p99 ratio ${ratio(g.p99, d.p99).toFixed(2)}`);
+      console.log(`maxAge ${MAX_AGE} ms: gateway p50 / direct p50: ${ratio(ga.p50, da.p50).toFixed(2)}; p99 ratio ${ratio(ga.p99, da.p99).toFixed(2)}`);
     } finally {
       await run2.stop();
     }
