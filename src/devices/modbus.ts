@@ -314,15 +314,8 @@ export class ModbusDevice extends EventEmitter<{ state: [state: ConnectionState,
     e.tid = tid;
     c.inFlight.set(tid, e);
     this.n.sent++;
-    // Requests asked in the same event-loop turn (from any client) leave in one write; a
-    // request to an idle connection leaves at once (nothing to wait for, nothing to batch with).
-    const frame = encodeFrame(tid, e.unitId, e.pdu);
-    if (c.inFlight.size === 1 && !c.flushing && c.socket && !c.socket.destroyed) {
-      this.n.writes++;
-      c.socket.write(frame);
-      return;
-    }
-    c.out.push(frame);
+    // Requests asked in the same event-loop turn (from any client) leave in one write.
+    c.out.push(encodeFrame(tid, e.unitId, e.pdu));
     if (!c.flushing) {
       c.flushing = true;
       setImmediate(flush, c, this.n);

@@ -124,10 +124,10 @@ t.test("tail: the last N records, then (with -f) new ones across rotation until 
   const ac = new AbortController();
   const { r: got, io: sink } = io();
   const tail = logCommand(["tail", "-f", "--dir", live, "--format", "json", "-n", "1"], sink, { signal: ac.signal });
-  for (let i = 0; i < 300 && got.out.length < 1; i++) await new Promise((res) => setTimeout(res, 10));
+  for (let i = 0; i < 1500 && got.out.length < 1; i++) await new Promise((res) => setTimeout(res, 10));
   for (let i = 1; i < 20; i++) await log.append(decision(i)).durable;
   await log.close();
-  for (let i = 0; i < 300 && got.out.length < 21; i++) await new Promise((res) => setTimeout(res, 10));
+  for (let i = 0; i < 1500 && got.out.length < 21; i++) await new Promise((res) => setTimeout(res, 10));
   ac.abort();
   t.equal(await tail, 0, "exit 0 when stopped");
   t.same(got.out.map((l) => (JSON.parse(l) as { seq: number }).seq), Array.from({ length: 21 }, (_, i) => i + 1));

@@ -118,9 +118,12 @@ t.test("device exceptions: a bad reading with the code, device-exception with it
 });
 
 t.test("a silent device: timeout; a stopped one: unavailable; back when it returns", async (t) => {
+  const dropped = plc.stats().dropped;
   plc.setSilent(true);
   t.match(await read("boiler-plc", "temperature"), { value: null, quality: "bad", status: "timeout" });
   t.same(await write("boiler-plc", "setpoint", 71), { status: "timeout" });
+  // Both requests must have reached the PLC before it answers again (else the late write lands).
+  for (const end = Date.now() + 10_000; plc.stats().dropped < dropped + 2 && Date.now() < end; ) await new Promise((r) => setTimeout(r, 20));
   plc.setSilent(false);
   await plc.stop();
   const down = await read("boiler-plc", "temperature");

@@ -107,7 +107,9 @@ export async function startHarness(t: Test, o: HarnessOptions = {}): Promise<Har
   const plcPort = await plc.start();
   t.teardown(() => plc.stop());
   const listenerExtra = (o.listener ?? []).map((l) => `      ${l}`);
-  const upstream = { timeoutMs: 400, connectTimeoutMs: 400, backoff: { initialMs: 20, maxMs: 100 }, ...o.upstream };
+  // A generous device deadline (a loaded CI box can stall the event loop for a while); the
+  // tests of timeouts pass short ones themselves.
+  const upstream = { timeoutMs: 5000, connectTimeoutMs: 3000, backoff: { initialMs: 20, maxMs: 100 }, ...o.upstream };
   const dir = t.testdir({
     "gateway.yaml": [
       "policy:",

@@ -310,6 +310,9 @@ t.test("device trouble: PLC stopped → 503, PLC silent → 504, each with its o
   t.match(silent.body, { type: "urn:ztgate:error:device-timeout", detail: /the device behind boiler-plc gave no usable answer in time/ });
   const silentWrite = await api.call("POST", "/v1/assets/boiler-plc/write", { token: mes, body: { target: "holding:100", values: [45] } });
   t.equal(silentWrite.status, 504, "a raw write too");
+  // The PLC may read a request after the gateway gave up on it (a stalled machine): only once
+  // it has read both may it answer again, or the late write would land.
+  for (const end = Date.now() + 10_000; api.plc.stats().dropped < 2 && Date.now() < end; ) await new Promise((r) => setTimeout(r, 20));
   api.plc.setSilent(false);
   t.ok(api.plc.stats().dropped >= 2, "the PLC read the requests and did not answer");
 

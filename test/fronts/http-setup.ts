@@ -132,7 +132,7 @@ export async function setupApi(t: Test, opts: ApiOptions = {}): Promise<Api> {
   policy.on("reloaded", (r) => metrics.policyReloaded(r.trigger));
   policy.on("rejected", (r) => metrics.policyRejected(r.trigger));
 
-  const devices = new DeviceRegistry({ modbus: { timeoutMs: opts.deviceTimeoutMs ?? 500, backoff: { initialMs: 20, maxMs: 100 } } });
+  const devices = new DeviceRegistry({ modbus: { timeoutMs: opts.deviceTimeoutMs ?? 5000, backoff: { initialMs: 20, maxMs: 100 } } });
   t.teardown(() => devices.stop());
   devices.on("state", (d) => metrics.deviceState(d));
   metrics.setSources({ devices: () => devices.list() });

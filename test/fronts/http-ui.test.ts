@@ -163,6 +163,10 @@ t.test("the review page in headless Chromium", { timeout: 180_000, skip: existsS
 
   // The gateway's own endpoints, when asked for: the expired token's try at the log is there.
   await page.fill("#filter-asset", "");
+  // This refresh restarts the live tail with the gateway's endpoints (its last step, after
+  // every table is loaded): that stream must be up before the checkbox is cleared again, or
+  // this refresh would see the box already clear and restart nothing.
+  const withGateway = page.waitForResponse((r) => r.url().includes("/v1/decisions/stream?") && !new URL(r.url()).searchParams.has("gateway"), WAIT);
   await page.check("#filter-gateway");
   await page.click("#apply");
   await until(page, (asset) => Array.from(document.querySelectorAll("#decisions tbody tr")).some((r) => r.children[2]?.textContent === asset), "(gateway)");
@@ -170,6 +174,7 @@ t.test("the review page in headless Chromium", { timeout: 180_000, skip: existsS
   t.same(gatewayRows.map((c) => c.slice(1, 7)), [["deny", "(gateway)", "(none)", "read", "decisions", "token-expired"]], "one deny on the gateway's endpoints: the expired token");
   await until(page, (asset) => Array.from(document.querySelectorAll("#summary-assets tbody tr")).some((r) => r.children[0]?.textContent === asset), "(gateway)");
   t.match(await summary("summary-assets"), { "(gateway)": /^\d+\/1$/ }, "and in the summary");
+  t.equal((await withGateway).status(), 200, "the live tail restarted with the gateway's endpoints");
   // The live tail restarts without the gateway's endpoints. The new stream must be open before
   // the decision below is made (the old one's "open" state lingers until the page restarts it):
   // the server subscribes before it answers the stream's headers, so the response is the signal.
@@ -192,7 +197,12 @@ t.test("the review page in headless Chromium", { timeout: 180_000, skip: existsS
   t.equal(await page.$eval("#live tbody tr", (r) => r.getAttribute("data-id")), allowed.body?.["decisionId"], "newest on top");
 
   // The page as a reviewer sees it, unfiltered, at 1280×800.
+  // The reset's refresh ends with the approvals (its last request): all of it is on screen
+  // before the token is forgotten below, so nothing arrives after.
+  const approvalsLoaded = page.waitForResponse((r) => new URL(r.url()).pathname === "/v1/approvals", WAIT);
   await page.click("#reset");
+  await (await approvalsLoaded).finished();
+  await until(page, (effect) => Array.from(document.querySelectorAll("#decisions tbody tr")).some((r) => r.children[1]?.textContent === effect), "allow");
   await until(page, (n) => document.querySelectorAll("#decisions tbody tr").length > Number(n), "3");
   const shot = await page.screenshot({ path: join(t.testdirName, "review-page.png") });
   t.same(pngSize(shot), { width: 1280, height: 800 });

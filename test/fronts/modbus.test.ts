@@ -196,7 +196,7 @@ t.test("lease mode with pymodbus: no lease, historian, mes, limits, burner_on, F
 });
 
 t.test("listener settings: deny exception 02, idle timeout, connection bound", async (t) => {
-  const h = await startHarness(t, { listener: ["denyException: 2", "idleTimeoutMs: 300", "maxConnections: 2"] });
+  const h = await startHarness(t, { listener: ["denyException: 2", "idleTimeoutMs: 1500", "maxConnections: 2"] });
   await h.leaseFor("hist-1", ["historian"]);
   const r = await h.pymodbus(h.lease.port, 1, [{ op: "write_register", address: 100, value: 50 }, HOLDING_100]);
   t.same(r.results, [{ exception: 2 }, { registers: [70, 1] }]);
@@ -240,7 +240,7 @@ t.test("50 clients at once over one device connection, each with its own answers
 });
 
 t.test("device down → 0A, silent → 0B, back → served again without a restart", async (t) => {
-  const h = await startHarness(t);
+  const h = await startHarness(t, { upstream: { timeoutMs: 400, connectTimeoutMs: 400 } });
   await h.leaseFor("hist-1", ["historian"]);
   const c = await WireClient.connect(h.lease.port);
   t.teardown(() => c.close());
@@ -289,9 +289,11 @@ t.test("continuous verification: a connection ends with its lease (revoked, expi
   });
 
   t.test("a lease ends when its token expires; a renewed one keeps its connections", async (t) => {
-    const lease = await h.leaseFor("hist-2", ["historian"], { ttl: 3 });
+    // Lifetimes of whole seconds (exp is rounded down): long enough for the renewal to come
+    // first on a stalled machine.
+    const lease = await h.leaseFor("hist-2", ["historian"], { ttl: 6 });
     const c = await WireClient.connect(h.lease.port);
-    const fresh = await h.token("hist-2", ["historian"], { ttl: 4 });
+    const fresh = await h.token("hist-2", ["historian"], { ttl: 9 });
     const renewed = await h.api("POST", `/v1/sessions/${lease.id}/renew`, { token: fresh });
     t.equal(renewed.status, 200);
     c.send(mbap(1, 1, [3, 0, 100, 0, 1]));
@@ -343,6 +345,9 @@ t.test("mtls (Modbus/TCP Security) with pymodbus: the certificate's role is hono
   const mes = await h.clientCert({ cn: "mes-tls", role: "mes" });
   t.same((await h.pymodbus(h.mtls.port, 1, [{ op: "write_register", address: 100, value: 50 }], mes)).results, [{ ok: true }], "the mes role may write the setpoint");
 
+  // The session's "closed" record is written when the gateway sees the socket close, which may
+  // come after pymodbus has exited.
+  await until(async () => (await h.records()).filter((x) => x.type === "session").length >= 4, "both connections' session records");
   const rs = await h.records();
   const d = decisions(rs);
   t.match(d[0], { decision: "allow", subject: { sub: "hist-tls", roles: ["historian"], iss: /CN=ztgate development CA/ }, client: { transport: "tls" } });
@@ -369,7 +374,7 @@ t.test("mtls (Modbus/TCP Security) with pymodbus: the certificate's role is hono
 
 t.test("mtls: the connection is closed when its certificate expires, and that is logged", async (t) => {
   const h = await startHarness(t);
-  const files = await h.clientCert({ cn: "short-lived", role: "historian", days: 3 / 86_400 });
+  const files = await h.clientCert({ cn: "short-lived", role: "historian", days: 6 / 86_400 });
   const s = tls.connect({ host: "127.0.0.1", port: h.mtls.port, ca: readFileSync(join(h.keysDir, KEY_FILES.caCert)), cert: readFileSync(files.cert), key: readFileSync(files.key) });
   s.on("error", () => undefined);
   await once(s, "secureConnect");
@@ -383,7 +388,7 @@ t.test("mtls: the connection is closed when its certificate expires, and that is
 });
 
 t.test("stop drains: a request already taken is answered before the connection closes; new connections are refused", async (t) => {
-  const h = await startHarness(t);
+  const h = await startHarness(t, { upstream: { timeoutMs: 5000 } });
   await h.leaseFor("hist-1", ["historian"]);
   const c = await WireClient.connect(h.lease.port);
   t.teardown(() => c.close());

@@ -236,7 +236,7 @@ t.test("an untrusted client application certificate is refused and lands in reje
 });
 
 t.test("token expiry closes the OPC UA session, logged", async (t) => {
-  const c = await as("hist-2", ["historian"], 2);
+  const c = await as("hist-2", ["historian"], 6);
   const sessionId = h.sessions.list({ sub: "hist-2" })[0]?.id;
   t.ok(sessionId, "a registry session for the OPC UA session");
   const first = await c.session.read({ nodeId: SPEED, attributeId: AttributeIds.Value });

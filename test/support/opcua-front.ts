@@ -88,7 +88,7 @@ export async function startFrontHarness(t: Test, o: { front?: readonly string[] 
   t.teardown(() => approvals.stop());
   const enforcer = new Enforcer({ policy: () => policy.current(), log, rates: new TokenBucketRates(), approvals });
 
-  const devices = new DeviceRegistry({ modbus: { timeoutMs: 400, connectTimeoutMs: 400, backoff: { initialMs: 20, maxMs: 100 } } });
+  const devices = new DeviceRegistry({ modbus: { timeoutMs: 5000, connectTimeoutMs: 3000, backoff: { initialMs: 20, maxMs: 100 } } });
   const following = devices.follow(policy);
   await following.ready;
   t.teardown(async () => {
