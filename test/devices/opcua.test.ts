@@ -239,8 +239,10 @@ t.test("reads within maxAge: from the subscription once the node is monitored; m
 });
 
 t.test("server down: bad status codes, never stale values; back on the same port without a new device", async (t) => {
-  const d = device(t, { requestTimeoutMs: 1000 });
+  const d = device(t, { requestTimeoutMs: 1000, samplingIntervalMs: 50 });
   await connected(d);
+  t.equal((await d.read(LINE_NODES.speed, 2000)).statusCode.name, "Good", "a read that accepts a held value");
+  await until("speed held from the subscription", () => d.cached(LINE_NODES.speed, 2000) !== undefined);
   const states: ConnectionState[] = [];
   d.on("state", (s) => states.push(s));
   const seen: DataValue[] = [];
@@ -259,6 +261,7 @@ t.test("server down: bad status codes, never stale values; back on the same port
   t.equal((await inFlight).statusCode.name, "BadCommunicationError", "the connection dropped mid-request");
 
   await until("bad status to every listener", () => seen.at(-1)!.statusCode.isNotGood() && seen2.at(-1)!.statusCode.isNotGood());
+  t.equal(d.cached(LINE_NODES.speed, 60_000), undefined, "no held value once the connection is lost, however old a value the reader accepts");
   t.equal(seen.at(-1)!.statusCode.name, "BadCommunicationError");
   t.equal(seen.at(-1)!.value.value, null, "no value with a bad status");
   await until("down", () => d.state() !== "connected");
@@ -278,6 +281,7 @@ t.test("server down: bad status codes, never stale values; back on the same port
   await until("reconnected", () => d.state() === "connected");
   const r = await d.read(LINE_NODES.speed);
   t.equal(r.statusCode.name, "Good", "reads succeed again, same device");
+  await until("speed held again on the new connection's subscription", () => d.cached(LINE_NODES.speed, 2000)?.value.value.value === sim.line.speed());
   t.equal(sim.stats().writes, writes, "the write refused while down never reached the server");
   const n = seen.length;
   await until("values flow again to every listener", () => seen.length > n && seen.at(-1)!.statusCode.isGood() && seen2.at(-1)!.statusCode.isGood());
