@@ -168,9 +168,9 @@ export class DevicePoints implements PointIO {
     this.now = options.now ?? (() => new Date());
   }
 
-  async read(asset: Asset, point: Point): Promise<PointReading> {
+  async read(asset: Asset, point: Point, maxAgeMs = 0): Promise<PointReading> {
     this.check(asset, point);
-    return asset.protocol === "modbus" ? this.readModbus(asset, point) : this.readOpcua(asset, point);
+    return asset.protocol === "modbus" ? this.readModbus(asset, point) : this.readOpcua(asset, point, maxAgeMs);
   }
 
   async write(asset: Asset, point: Point, value: Scalar): Promise<PointWriteResult> {
@@ -228,11 +228,13 @@ export class DevicePoints implements PointIO {
     }
   }
 
-  private async readOpcua(asset: Asset, point: Point): Promise<PointReading> {
+  private async readOpcua(asset: Asset, point: Point, maxAgeMs: number): Promise<PointReading> {
     if (point.type === "method" || point.node === undefined) return this.bad(StatusCodes.BadNotReadable.name);
     const device = this.devices.opcua(asset.id);
     if (!device) return this.bad(StatusCodes.BadServerNotConnected.name);
-    return readingOf(await device.read(point.node), this.now);
+    const held = maxAgeMs > 0 ? device.cached(point.node, maxAgeMs) : undefined;
+    if (held) return { ...readingOf(held.value, this.now), cacheAgeMs: held.ageMs };
+    return readingOf(await device.read(point.node, maxAgeMs), this.now);
   }
 
   private async writeOpcua(asset: Asset, point: Point, value: Scalar): Promise<PointWriteResult> {

@@ -42,6 +42,8 @@ export interface PointReading {
   readonly status: string;
   /** ISO time of the value (source timestamp when the device gives one). */
   readonly timestamp: string;
+  /** Set when the value came from the gateway's subscription to an OPC UA server (a read with maxAge): the bound on its age, ms. */
+  readonly cacheAgeMs?: number;
 }
 
 export interface PointWriteResult {
@@ -56,6 +58,7 @@ export interface PointWriteResult {
  * non-ok status); rejects only for a programming error (a point of another asset).
  */
 export interface PointIO {
-  read(asset: Asset, point: Point): Promise<PointReading>;
+  /** maxAgeMs > 0: an OPC UA point may be answered from the gateway's subscription, no older than that (Modbus points are always read). */
+  read(asset: Asset, point: Point, maxAgeMs?: number): Promise<PointReading>;
   write(asset: Asset, point: Point, value: Scalar): Promise<PointWriteResult>;
 }

@@ -158,6 +158,21 @@ t.test("packaging line: OPC UA points through the OpcuaDevice", async (t) => {
   t.same(await write("packaging-line", "speed", 60.5), { status: "ok" }, "a double takes fractions");
   t.same(await write("packaging-line", "speed", 60), { status: "ok" });
 
+  // A read that accepts an older value: from the subscription once the node is monitored.
+  const first = await points.read(asset("packaging-line"), point("packaging-line", "count"), 5000);
+  t.match(first, { quality: "good" });
+  t.equal(first.cacheAgeMs, undefined, "the first read went to the server");
+  const deadline = Date.now() + 20_000;
+  let held = await points.read(asset("packaging-line"), point("packaging-line", "count"), 5000);
+  while (held.cacheAgeMs === undefined && Date.now() < deadline) {
+    await new Promise((res) => setTimeout(res, 50));
+    held = await points.read(asset("packaging-line"), point("packaging-line", "count"), 5000);
+  }
+  t.match(held, { value: line.line.count(), quality: "good", status: "Good", cacheAgeMs: Number }, "then from the subscription, with its age bound");
+  t.ok((held.cacheAgeMs as number) <= 5000);
+  t.equal((await read("packaging-line", "count")).cacheAgeMs, undefined, "maxAge 0: from the server");
+  t.equal((await points.read(asset("boiler-plc"), point("boiler-plc", "temperature"), 5000)).cacheAgeMs, undefined, "a Modbus point is always read");
+
   await line.stop();
   const down = await read("packaging-line", "speed");
   t.match(down, { value: null, quality: "bad", status: /^(BadServerNotConnected|BadCommunicationError|BadTimeout)$/ }, "never a stale value");

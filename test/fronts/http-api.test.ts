@@ -139,6 +139,8 @@ t.test("bad input → 400 problems, never decided", async (t) => {
     [["GET", "/v1/decisions?cursor=bm9wZQ"], auditor, /cursor/],
     [["GET", "/v1/decisions?colour=red"], auditor, /additional/],
     [["GET", "/v1/decisions?decision=maybe"], auditor, /allowed values/],
+    [["GET", "/v1/assets/boiler-plc/points/pressure?maxAge=soon"], mes, /maxAge/],
+    [["GET", "/v1/assets/boiler-plc/points/pressure?maxAge=-1"], mes, /maxAge/],
   ];
   const before = (await records(api)).length;
   for (const [[method, url, body], tok, detail] of cases) {
@@ -284,6 +286,9 @@ t.test("device trouble: PLC stopped → 503, PLC silent → 504, each with its o
   const mes = await api.token("mes-1", ["mes"]);
   const port = api.plc.address()?.port as number;
   t.equal((await api.call("GET", "/v1/assets/boiler-plc/points/pressure", { token: hist })).status, 200, "connected");
+  const aged = await api.call("GET", "/v1/assets/boiler-plc/points/pressure?maxAge=5000", { token: hist });
+  t.equal(aged.status, 200, "maxAge is taken");
+  t.equal(aged.body?.["cacheAgeMs"], undefined, "a Modbus point is read from the device whatever the maxAge");
 
   await api.plc.stop();
   const down = await api.call("GET", "/v1/assets/boiler-plc/points/pressure", { token: hist });

@@ -59,7 +59,19 @@ const rawWriteBody = {
 const readingResponse = {
   type: "object",
   required: ["value", "quality", "timestamp"],
-  properties: { value: { type: ["number", "boolean", "string", "null"] }, quality: { type: "string" }, status: { type: "string" }, timestamp: { type: "string" }, decisionId: { type: ["string", "null"] } },
+  properties: {
+    value: { type: ["number", "boolean", "string", "null"] },
+    quality: { type: "string" },
+    status: { type: "string" },
+    timestamp: { type: "string" },
+    cacheAgeMs: { type: "number" },
+    decisionId: { type: ["string", "null"] },
+  },
+} as const;
+const readQuery = {
+  type: "object",
+  additionalProperties: false,
+  properties: { maxAge: { type: "integer", minimum: 0, maximum: 86_400_000, description: "OPC UA points: the oldest value (ms) the caller accepts; the gateway may answer from its subscription to the server (0, the default: always the server)" } },
 } as const;
 const writeResponse = {
   type: "object",
@@ -121,7 +133,7 @@ export function pointValue(point: Point, value: Scalar): { ok: true; value: Scal
 
 /** What an answered read says about the device, for the outcome record. */
 function readingOutcome(r: PointReading): Forwarded<PointReading> {
-  if (r.quality === "good") return { status: "ok", result: r };
+  if (r.quality === "good") return r.cacheAgeMs !== undefined ? { status: "ok", result: r, cacheAgeMs: r.cacheAgeMs } : { status: "ok", result: r };
   const s = r.status;
   if (s === "timeout" || s === "BadTimeout") return { status: "timeout", exception: s, result: r };
   const ex = /^exception-(\d+)$/.exec(s);
@@ -244,13 +256,13 @@ export async function pointRoutes(app: FastifyInstance, opts: { deps: HttpAppDep
     return { policyRevision: set.revision, assets };
   });
 
-  app.get<{ Params: { asset: string; point: string } }>("/v1/assets/:asset/points/:point", { schema: { params: pointParams, response: { 200: readingResponse } } }, async (req) => {
+  app.get<{ Params: { asset: string; point: string }; Querystring: { maxAge?: number } }>("/v1/assets/:asset/points/:point", { schema: { params: pointParams, querystring: readQuery, response: { 200: readingResponse } } }, async (req) => {
     const { asset: id, point: name } = req.params;
     const op: Operation = { asset: id, action: "read", target: { kind: "point", point: name }, ...sourceOf(req) };
     const p = await principalFor(req, op);
     const { asset, point } = lookup(id, name);
     const io = points();
-    const r = await enforce(req, p, op, async () => (asset && point ? readingOutcome(await io.read(asset, point)) : { status: "unavailable", exception: "policy-changed" }));
+    const r = await enforce(req, p, op, async () => (asset && point ? readingOutcome(await io.read(asset, point, req.query.maxAge ?? 0)) : { status: "unavailable", exception: "policy-changed" }));
     return { ...r.result, decisionId: r.id };
   });
 
