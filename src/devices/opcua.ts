@@ -249,7 +249,7 @@ export class OpcuaDevice extends EventEmitter<{ state: [state: ConnectionState, 
   /** Read interests: node key → its listener's handle and when it lapses. */
   private readonly interests = new Map<string, { readonly handle: MonitorHandle; until: number }>();
   private sweepTimer: NodeJS.Timeout | undefined;
-  /** Writes and calls in flight; held values are unusable until a publish after `changedAt`. */
+  /** Writes and calls in flight, and when the last one ended: held values are unusable until a publish one sampling interval after it. */
   private changing = 0;
   private changedAt = -Infinity;
   /** Node id strings as given → their normal form (the watches' keys). */
@@ -347,7 +347,7 @@ export class OpcuaDevice extends EventEmitter<{ state: [state: ConnectionState, 
     if (interest) interest.until = now + this.cacheIdleMs;
     if (!w || !link || !w.item || !w.last || this.changing > 0) return undefined;
     const knownAt = link.knownAt;
-    if (knownAt < w.firstAt || knownAt < this.changedAt || !w.last.statusCode.isGood()) return undefined;
+    if (knownAt < w.firstAt || knownAt < this.changedAt + w.sampledMs || !w.last.statusCode.isGood()) return undefined;
     const ageMs = now - knownAt + w.sampledMs + this.publishingIntervalMs;
     if (ageMs > maxAgeMs) return undefined;
     this.n.cacheHits++;
@@ -372,7 +372,7 @@ export class OpcuaDevice extends EventEmitter<{ state: [state: ConnectionState, 
     this.changing++;
     const after = () => {
       this.changing--;
-      this.changedAt = Math.max(this.changedAt, performance.now() + this.samplingIntervalMs);
+      this.changedAt = Math.max(this.changedAt, performance.now());
     };
     p.then(after, after);
     return p;
@@ -713,12 +713,13 @@ export class OpcuaDevice extends EventEmitter<{ state: [state: ConnectionState, 
   /** Makes the upstream item of `w` on `link`; a listener gets a bad status if the server refuses it. */
   private async addItem(link: Link, w: Watch): Promise<void> {
     let item: ClientMonitoredItem;
+    const asked = w.samplingIntervalMs;
     try {
       const sub = await this.subscriptionOf(link);
       if (!this.started || this.link !== link || this.watches.get(w.nodeId) !== w) return;
       item = await sub.monitor(
         { nodeId: w.nodeId, attributeId: AttributeIds.Value },
-        { samplingInterval: w.samplingIntervalMs, discardOldest: true, queueSize: 1 },
+        { samplingInterval: asked, discardOldest: true, queueSize: 1 },
         TimestampsToReturn.Both,
         MonitoringMode.Reporting,
       );
@@ -736,7 +737,9 @@ export class OpcuaDevice extends EventEmitter<{ state: [state: ConnectionState, 
     }
     w.item = item;
     w.firstAt = Infinity;
-    w.sampledMs = Math.max(w.samplingIntervalMs, item.result?.revisedSamplingInterval ?? 0);
+    w.sampledMs = Math.max(asked, item.result?.revisedSamplingInterval ?? 0);
+    // A listener that asked for faster sampling while the item was being made.
+    if (w.samplingIntervalMs < asked) this.faster(w, w.samplingIntervalMs);
     item.on("changed", (dv: DataValue) => {
       if (w.item !== item) return;
       if (w.firstAt === Infinity) w.firstAt = performance.now();
