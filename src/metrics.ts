@@ -206,7 +206,11 @@ interface MetricObject {
   readonly aggregator: "sum";
 }
 
-/** A label set's key: its values joined by a character no label value here holds in practice (and if one did, the key would only be longer, never shared). */
+/**
+ * A label set's key: its values joined by NUL, which none of them can hold (asset ids are
+ * policy names, the rest come from fixed lists: actions, effects, reasons, protocols, outcome
+ * statuses), so two label sets never share a key.
+ */
 function keyOf(values: readonly string[]): string {
   let k = values[0] ?? "";
   for (let i = 1; i < values.length; i++) k += "\u0000" + (values[i] as string);
