@@ -12,6 +12,7 @@ import { rulesAt } from "./policy-set.js";
 import type { RateState } from "./conditions/rate.js";
 import type { Reason } from "./reasons.js";
 import { decodeRaw, numericValue } from "./values.js";
+import { roleMaskOf } from "./subjects.js";
 import { WRITABLE_TABLES } from "./operation.js";
 
 export interface DecideContext {
@@ -183,8 +184,10 @@ export function valuesHold(rule: Rule, el: Element, write: boolean): boolean {
 export const UNKNOWN = 0, SUBJECT_MISS = 1, PASS = 2, SOURCE_MISS = 3, TIME_MISS = 4;
 const MISS_REASON: Record<number, Reason> = { [SOURCE_MISS]: "source-not-allowed", [TIME_MISS]: "outside-time-window" };
 
-export function preCheck(rule: Rule, p: Principal, op: Operation, now: number): number {
-  if (!rule.subjects.holds(p)) return SUBJECT_MISS;
+/** `roles`: the principal's roleMaskOf, when the caller has it. */
+export function preCheck(rule: Rule, p: Principal, op: Operation, now: number, roles?: number): number {
+  const mask = rule.roleMask;
+  if (mask !== undefined ? (mask & (roles ?? roleMaskOf(p.roles))) === 0 : !rule.subjects.holds(p)) return SUBJECT_MISS;
   if (rule.from && !rule.from.holds(op.source)) return SOURCE_MISS;
   if (rule.when && !rule.when.holds(now)) return TIME_MISS;
   return PASS;
@@ -226,6 +229,7 @@ export function decide(set: PolicySet, op: Operation, principal: Principal, ctx:
   let rated: Rule[] | undefined;
   let approving: Rule | undefined;
   let touched = 0;
+  const roles = roleMaskOf(principal.roles);
 
   const reason = walk(asset, op, (point, table, address, node, offset) => {
     touched++;
@@ -238,7 +242,7 @@ export function decide(set: PolicySet, op: Operation, principal: Principal, ctx:
       if (!targets(rule, point, table, node)) continue;
       const m = memo[rule.index] as number;
       let pre = (m & ~7) === gen ? m & 7 : UNKNOWN;
-      if (pre === UNKNOWN) memo[rule.index] = gen | (pre = preCheck(rule, principal, op, ctx.now));
+      if (pre === UNKNOWN) memo[rule.index] = gen | (pre = preCheck(rule, principal, op, ctx.now, roles));
       if (pre === SUBJECT_MISS) continue;
       if (rule.effect === "deny") {
         if (pre === PASS) {

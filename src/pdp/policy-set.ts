@@ -36,6 +36,8 @@ export interface Rule {
   readonly effect: "allow" | "deny";
   readonly actions: ReadonlySet<Action>;
   readonly subjects: SubjectMatcher;
+  /** When the rule names roles only: their bits (pdp/subjects.ts roleMaskFor); `subjects.holds` is then the same as a non-zero AND with the principal's roleMaskOf. */
+  readonly roleMask?: number;
   readonly allPoints: boolean;
   readonly points: ReadonlySet<string>;
   /** Raw address intervals [first, last] per table. */

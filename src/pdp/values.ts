@@ -35,15 +35,19 @@ export function decodeRaw(type: PointType, order: WordOrder, raw: readonly numbe
   if (type === "bool") return raw[offset] !== 0;
   if (!isRegisterType(type)) throw new TypeError(`type ${type} has no register encoding`);
   const n = WORDS[type];
-  const w = (i: number) => (raw[offset + (order === "big" ? i : n - 1 - i)] ?? 0) & 0xffff;
   switch (type) {
-    case "uint16": return w(0);
-    case "int16": return (w(0) << 16) >> 16;
-    case "uint32": return w(0) * 0x10000 + w(1);
-    case "int32": return (w(0) << 16) | w(1);
-    case "float32": scratch.setUint16(0, w(0)); scratch.setUint16(2, w(1)); return scratch.getFloat32(0);
-    case "float64": for (let i = 0; i < 4; i++) scratch.setUint16(i * 2, w(i)); return scratch.getFloat64(0);
+    case "uint16": return word(raw, offset, order, n, 0);
+    case "int16": return (word(raw, offset, order, n, 0) << 16) >> 16;
+    case "uint32": return word(raw, offset, order, n, 0) * 0x10000 + word(raw, offset, order, n, 1);
+    case "int32": return (word(raw, offset, order, n, 0) << 16) | word(raw, offset, order, n, 1);
+    case "float32": scratch.setUint16(0, word(raw, offset, order, n, 0)); scratch.setUint16(2, word(raw, offset, order, n, 1)); return scratch.getFloat32(0);
+    case "float64": for (let i = 0; i < 4; i++) scratch.setUint16(i * 2, word(raw, offset, order, n, i)); return scratch.getFloat64(0);
   }
+}
+
+/** Word `i` (most significant first) of an `n`-word value at `offset` in `raw` (a function, not a closure per decode: this is on the decision path). */
+function word(raw: readonly number[], offset: number, order: WordOrder, n: number, i: number): number {
+  return (raw[offset + (order === "big" ? i : n - 1 - i)] ?? 0) & 0xffff;
 }
 
 /**

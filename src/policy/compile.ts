@@ -8,7 +8,7 @@ import type { ActionIndex, AddressIndex, Approval, Asset, Point, PolicySet, Rule
 import { compileFrom } from "../pdp/conditions/from.js";
 import { compileWhen } from "../pdp/conditions/when.js";
 import { parseRate } from "../pdp/conditions/rate.js";
-import { compileSubjects } from "../pdp/subjects.js";
+import { compileSubjects, roleMaskFor } from "../pdp/subjects.js";
 import { isBitTable, isRegisterType, registerCount, OPCUA_TYPES } from "../pdp/values.js";
 import type { PointType } from "../pdp/values.js";
 import { PolicyFileSchema } from "./schema.js";
@@ -375,8 +375,9 @@ function compileRule(
     if (timeoutMs !== undefined) approval = Object.freeze({ roles: Object.freeze([...new Set(r.approval.roles)]), timeoutMs });
   }
   if (ctx.diagnostics.length > before || !ok()) return undefined;
+  const roleMask = roleMaskFor(r.subjects as "*");
   return Object.freeze({
-    id: r.id, index: i, effect, actions, subjects: compileSubjects(r.subjects as "*"), allPoints, points: names,
+    id: r.id, index: i, effect, actions, subjects: compileSubjects(r.subjects as "*"), ...(roleMask !== undefined && { roleMask }), allPoints, points: names,
     ranges, nodes,
     ...(from && { from }), ...(when && { when }), ...(r.values && { values: r.values }), ...(rate && { rate }), ...(approval && { approval }),
     file: ctx.y.file, line: ctx.y.position(at).line,

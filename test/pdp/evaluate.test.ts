@@ -1171,3 +1171,20 @@ t.test("policyRevision in every decision equals set.revision", async (t) => {
   const wrong = made.filter(({ set, d }) => d.policyRevision !== set.revision);
   t.strictSame(wrong.map(({ d }) => d), [], "every decision names its set's revision");
 });
+
+t.test("roles past the first 31 a process compiles keep the general subject check, with the same answers", async (t) => {
+  // 40 role names this process has not seen: at most 31 get bits, so some rules here are
+  // checked by role mask and the rest by their matcher; both must decide alike.
+  const roles = Array.from({ length: 40 }, (_, i) => `bits-role-${i}`);
+  const rules = roles.map((r, i) => [`  - id: rule-${i}`, "    allow: [read]", `    subjects: { roles: [${r}] }`, `    points: [p${i % 4}]`].join("\n"));
+  const set = compile(t, ["asset: plc", "protocol: modbus", "endpoint: tcp://127.0.0.1:1502", "points:", ...[0, 1, 2, 3].map((p) => `  p${p}: { table: holding, address: ${p} }`), "rules:", ...rules, ""].join("\n"));
+  const plc = set.assets.get("plc");
+  const masked = plc?.rules.filter((r) => r.roleMask !== undefined).length ?? 0;
+  t.ok(masked < 40 && masked <= 31, `some rules by mask (${masked}), the others by matcher`);
+  for (let i = 0; i < 40; i++) {
+    const principal = who({ roles: ["someone-else", roles[i] as string] });
+    t.match(decide(set, op("read", point(`p${i % 4}`)), principal, { now: at(NOW) }), { effect: "allow", rule: `rule-${i}` }, `role ${i}: its rule allows its point`);
+    t.match(decide(set, op("read", point(`p${(i + 1) % 4}`)), who({ roles: [roles[i] as string] }), { now: at(NOW) }), { effect: "deny", reason: "no-matching-rule" }, `role ${i}: not another point`);
+    t.equal(decide(set, op("read", point(`p${i % 4}`)), who({ roles: ["nobody"] }), { now: at(NOW) }).effect, "deny", "a role no rule names is denied");
+  }
+});
