@@ -226,6 +226,13 @@ export const OpcuaFrontSchema = Type.Object(
     enabled: Type.Boolean({ default: true, description: "serve the OPC UA front" }),
     host: ListenHost(),
     port: ListenPort(4840),
+    advertisedHost: Type.Optional(
+      Type.String({
+        pattern: "^([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)(\\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$|^[0-9.]+$|^\\[[0-9a-fA-F:.]+\\]$",
+        "x-expected": "a host name, an IPv4 address or [an IPv6 address] (what clients reach the gateway by)",
+        description: "the host in the endpoint URLs the front advertises (GetEndpoints); default: host, or the machine's full host name when host is 0.0.0.0 or ::",
+      }),
+    ),
     securityPolicies: Type.Array(Type.Union(OPCUA_SECURITY_POLICIES.map((p) => Type.Literal(p)), { "x-expected": `one of ${OPCUA_SECURITY_POLICIES.join(", ")}` }), {
       minItems: 1,
       default: ["Basic256Sha256", "Aes128_Sha256_RsaOaep"],

@@ -5,6 +5,7 @@
 // ApplicationUri and host names, signed by the CA in keys.dir, not about to expire. An admin may put another
 // certificate there (with its key); it is kept as long as it fits the same way.
 import { readFile, stat } from "node:fs/promises";
+import { isIP } from "node:net";
 import { join } from "node:path";
 import { issueClientCertificate } from "../auth/certs.js";
 import { KEY_FILES, privateKeyPem, readCa, writeKeyFile } from "../auth/keys.js";
@@ -45,11 +46,16 @@ async function fits(certFile: string, keyFile: string, keysDir: string, applicat
   }
 }
 
-/** The front's certificate and key under `pkiDir`, issued from the dev CA of `keysDir` when missing or unfit. */
-export async function ensureFrontCertificate(pkiDir: string, keysDir: string, applicationUri: string, now = new Date()): Promise<FrontCertificate> {
+/**
+ * The front's certificate and key under `pkiDir`, issued from the dev CA of `keysDir` when
+ * missing or unfit. `advertised`: the host of the endpoint URLs, when it is a name (an
+ * address is not put in the certificate).
+ */
+export async function ensureFrontCertificate(pkiDir: string, keysDir: string, applicationUri: string, now = new Date(), advertised?: string): Promise<FrontCertificate> {
   const certificateFile = join(pkiDir, FRONT_CERT);
   const privateKeyFile = join(pkiDir, FRONT_KEY);
-  const names = await serverNames();
+  const extra = advertised !== undefined && isIP(advertised.replace(/^\[(.*)\]$/, "$1")) === 0 ? [advertised.toLowerCase()] : [];
+  const names = [...new Set([...(await serverNames()), ...extra])].sort();
   if (await fits(certificateFile, privateKeyFile, keysDir, applicationUri, names, now)) return { certificateFile, privateKeyFile, status: "kept" };
   const issued = await issueClientCertificate(await readCa(keysDir), { cn: "ztgate OPC UA front", opcuaAppUri: applicationUri, dnsNames: names, days: 825, now });
   await writeKeyFile(privateKeyFile, await privateKeyPem(issued.keys), 0o600);

@@ -88,6 +88,8 @@ const POLICIES: Record<OpcuaFrontSettings["securityPolicies"][number], SecurityP
 };
 
 const AUTHENTICATED_USER = resolveNodeId(ObjectIds.WellKnownRole_AuthenticatedUser);
+/** Listen addresses that are no host a client can reach. */
+const WILDCARDS: ReadonlySet<string> = new Set(["0.0.0.0", "::", "[::]"]);
 
 type ValidateCallback = (err: Error | null, statusCode?: StatusCode) => void;
 type ValidateToken = (channel: unknown, session: unknown, token: unknown, signature: unknown, endpoint: unknown, callback: ValidateCallback) => void;
@@ -132,7 +134,10 @@ export class OpcuaFront {
   async start(): Promise<OpcuaFrontAddress> {
     if (this.server) throw new Error("the OPC UA front is already started");
     const s = this.deps.settings;
-    const cert = await ensureFrontCertificate(this.pkiDir, this.deps.keysDir, s.applicationUri);
+    // The host of the endpoint URLs: what clients reach the gateway by. A wildcard listen
+    // address is no such thing; node-opcua then advertises the machine's full host name.
+    const advertised = s.advertisedHost ?? (WILDCARDS.has(s.host) ? undefined : s.host);
+    const cert = await ensureFrontCertificate(this.pkiDir, this.deps.keysDir, s.applicationUri, new Date(), advertised);
     if (cert.status === "created") this.log.info({ certificate: cert.certificateFile }, "OPC UA front application certificate issued by the dev CA");
     const serverCertificateManager = new OPCUACertificateManager({ rootFolder: this.pkiDir, automaticallyAcceptUnknownCertificate: false });
     const userCertificateManager = new OPCUACertificateManager({ rootFolder: this.pkiDir, automaticallyAcceptUnknownCertificate: false });
@@ -141,7 +146,7 @@ export class OpcuaFront {
     const modes = [...new Set(s.securityModes)].map((m) => (m === "Sign" ? MessageSecurityMode.Sign : MessageSecurityMode.SignAndEncrypt));
     const server = new OPCUAServer({
       host: s.host,
-      hostname: s.host,
+      ...(advertised !== undefined && { hostname: advertised.replace(/^\[(.*)\]$/, "$1") }),
       port: s.port,
       nodesets: [nodesets.standard],
       certificateFile: cert.certificateFile,
@@ -189,7 +194,8 @@ export class OpcuaFront {
     }
     this.deps.policy.on("reloaded", this.onReload);
     const port = server.endpoints[0]?.port ?? s.port;
-    this.bound = { host: s.host, port, endpointUrl: `opc.tcp://${s.host}:${port}` };
+    const url = server.endpoints[0]?.endpointDescriptions()[0]?.endpointUrl;
+    this.bound = { host: s.host, port, endpointUrl: url ?? `opc.tcp://${advertised ?? s.host}:${port}` };
     this.log.info({ endpoint: this.bound.endpointUrl, policies: s.securityPolicies, modes: s.securityModes, allowNone: s.allowNone, pki: this.pkiDir }, "OPC UA front listening");
     return this.bound;
   }

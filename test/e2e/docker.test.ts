@@ -21,7 +21,7 @@ t.test("docker/gateway.yaml loads with the real loader", async (t) => {
   t.equal(c.sim.opcua.enabled, false);
 });
 
-t.test("as /app/gateway.yaml in the image it equals the embedded default except the listener hosts and the sim", async (t) => {
+t.test("as /app/gateway.yaml in the image it equals the embedded default except the listener hosts, the OPC UA front's advertised host and the sim", async (t) => {
   // Paths resolve against the file's directory: /app in the image (Dockerfile WORKDIR).
   const docker = parseConfig("/app/gateway.yaml", read("docker/gateway.yaml"));
   const embedded = parseConfig("/app/gateway.yaml", read("gateway.yaml"));
@@ -29,9 +29,11 @@ t.test("as /app/gateway.yaml in the image it equals the embedded default except 
   t.equal(docker.policy.dir, "/app/policies");
   t.match(docker.log.dir, /^\/app\/data\//, "the decision log is under the data volume");
   const expected = structuredClone(embedded) as unknown as Record<string, Record<string, unknown>>;
-  const e = expected as unknown as { modbus: { listeners: { host: string }[] }; opcua: { front: { host: string } }; http: { host: string }; sim: { modbus: { enabled: boolean }; opcua: { enabled: boolean } } };
+  const e = expected as unknown as { modbus: { listeners: { host: string }[] }; opcua: { front: { host: string; advertisedHost?: string } }; http: { host: string }; sim: { modbus: { enabled: boolean }; opcua: { enabled: boolean } } };
   for (const l of e.modbus.listeners) l.host = "0.0.0.0";
   e.opcua.front.host = "0.0.0.0";
+  // Clients reach it by compose's published port on the host's loopback.
+  e.opcua.front.advertisedHost = "localhost";
   e.http.host = "0.0.0.0";
   e.sim.modbus.enabled = false;
   e.sim.opcua.enabled = false;
