@@ -90,7 +90,7 @@ t.test("follow: every record once, in order, across rotation and a restart with 
     for await (const f of followLog(live, { index: 1, offset: 0 }, ac.signal, 5)) if (f.record) seen.push(f.record.seq);
   })();
   const until = async (n: number) => {
-    for (let i = 0; i < 400 && seen.length < n; i++) await new Promise((r) => setTimeout(r, 10));
+    for (let i = 0; i < 1500 && seen.length < n; i++) await new Promise((r) => setTimeout(r, 10));
   };
 
   const log = await DecisionLog.open(settings(live, { segmentBytes: 4096 }), { signingKey: k.privateKey });

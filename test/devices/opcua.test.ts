@@ -120,8 +120,12 @@ t.test("a server that does not answer in time: BadTimeout; the connection stays"
   t.same(r.outputArguments, []);
   t.equal(d.stats().timeouts, 1);
   sim.setCallDelay(0);
-  t.equal((await d.read(LINE_NODES.speed)).statusCode.name, "Good", "still connected");
+  // A read may itself miss the 300 ms deadline on a stalled machine: a few tries.
+  let after = await d.read(LINE_NODES.speed);
+  for (let i = 0; i < 20 && after.statusCode.name === "BadTimeout"; i++) after = await d.read(LINE_NODES.speed);
+  t.equal(after.statusCode.name, "Good", "still connected");
   t.equal(d.state(), "connected");
+  t.equal(d.stats().drops, 0, "the connection never dropped");
 });
 
 t.test("monitor: listeners of one node share one upstream item; the last close removes it", async (t) => {
@@ -220,7 +224,7 @@ t.test("reads within maxAge: from the subscription once the node is monitored; m
   await c;
   t.ok(d.stats().cacheHits >= 20);
 
-  await until("the read interest dropped once no read used it for idleMs", () => d.stats().readInterests === 0 && sim.monitoredItems(LINE_NODES.speed) === 0, 5000);
+  await until("the read interest dropped once no read used it for idleMs", () => d.stats().readInterests === 0 && sim.monitoredItems(LINE_NODES.speed) === 0);
   t.equal(d.cached(LINE_NODES.speed, 1000), undefined, "nothing held after");
 
   const off = device(t, { readCache: { idleMs: 0 } });

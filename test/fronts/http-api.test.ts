@@ -501,7 +501,7 @@ t.test("GET /v1/decisions/stream on a real listener: a new decision arrives, fil
   t.equal(res.headers.get("cache-control"), "no-store");
   const next = sse(res.body as ReadableStream<Uint8Array>);
   // Wait until the stream is subscribed: the feed has a listener.
-  for (let i = 0; i < 400 && api.feed.size === 0; i++) await new Promise((r) => setTimeout(r, 10));
+  for (let i = 0; i < 1500 && api.feed.size === 0; i++) await new Promise((r) => setTimeout(r, 10));
   t.equal(api.feed.size, 1, "the stream listens to the log");
 
   t.equal((await api.call("GET", "/v1/assets/feed-pump/points/flow", { token: hist })).status, 200, "a decision on another asset (filtered out)");
@@ -516,7 +516,7 @@ t.test("GET /v1/decisions/stream on a real listener: a new decision arrives, fil
   t.match(JSON.parse((await next()).data), { id: allowed.body?.["decisionId"], decision: "allow" }, "then the next one (its outcome is filtered out by type)");
 
   ac.abort();
-  for (let i = 0; i < 400 && api.feed.size > 0; i++) await new Promise((r) => setTimeout(r, 10));
+  for (let i = 0; i < 1500 && api.feed.size > 0; i++) await new Promise((r) => setTimeout(r, 10));
   t.equal(api.feed.size, 0, "a closed stream stops listening");
   const noRole = await fetch(`${base}/v1/decisions/stream`, { headers: { authorization: `Bearer ${hist}` } });
   t.equal(noRole.status, 403);
