@@ -17,6 +17,7 @@ export const ERROR_CODES = {
   ZT_API_REFUSED: "the gateway's HTTP API refused a command's request (the status, the problem's detail and any decision id are printed)",
   ZT_TOKEN_UNREADABLE: "the token file of a command (--token-file) could not be read, watched or holds no token",
   ZT_OPCUA_FRONT: "the OPC UA front could not start (its application certificate, PKI folder or listener); the message names which and where",
+  ZT_REVOCATIONS_INVALID: "the revocation list (keys.dir/revocations.json) could not be read, parsed or written; the gateway does not start without a list it cannot read",
   ZT_LOG_TAMPERED: "the decision log is shorter than its signed head.jws, or head.jws does not verify: the gateway will not write on top of it",
 } as const;
 

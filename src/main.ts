@@ -145,7 +145,10 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     process.on("SIGHUP", onHup);
     stops.push(() => void process.off("SIGHUP", onHup));
 
-    const revocations = new RevocationList();
+    // Kept next to the keys: a revocation outlives a restart (an unreadable list stops the start).
+    const revocations = await RevocationList.open(join(config.keys.dir, "revocations.json"));
+    if (revocations.size > 0) log.info({ file: join(config.keys.dir, "revocations.json"), revocations: revocations.size }, "revocations in force from the revocation list");
+    stops.push(() => revocations.saved().catch((e: unknown) => log.error({ err: (e as Error).message }, "revocation list not saved")));
     const verifier = await TokenVerifier.fromConfig(config.issuers, { revocations });
     stops.push(() => verifier.close());
     const sessions = new SessionRegistry({ revocations, onListenerError: (e) => log.error({ err: String(e) }, "session end listener failed") });

@@ -9,6 +9,8 @@ import net from "node:net";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { pino } from "pino";
+import { issueToken } from "../src/auth/issue.js";
+import { KEY_FILES, readPrivateKey } from "../src/auth/keys.js";
 import { parseConfig } from "../src/config/load.js";
 import { startGateway } from "../src/main.js";
 
@@ -63,4 +65,26 @@ t.test("a start that fails half-way (a port in use) stops what it had started an
   const port = (busy.address() as net.AddressInfo).port;
   const cfg = config(t, [`modbus: { listeners: [{ name: lease, mode: lease, port: ${port} }] }`, "sim: { modbus: { port: 0 }, opcua: { enabled: false } }", "opcua: { front: { enabled: false } }", "http: { enabled: false }"]);
   await t.rejects(startGateway(cfg, pino({ level: "silent" })), { code: "EADDRINUSE" });
+});
+
+t.test("a revocation outlives a restart: the revocation list in keys.dir", async (t) => {
+  const cfg = config(t, ["modbus: { listeners: [] }", "sim: { modbus: { enabled: false }, opcua: { enabled: false } }", "opcua: { front: { enabled: false } }", "http: { port: 0, tls: false }"]);
+  const first = await startGateway(cfg, pino({ level: "silent" }));
+  const key = await readPrivateKey(join(cfg.keys.dir, KEY_FILES.issuerKey));
+  const admin = await issueToken({ key, sub: "admin-1", roles: ["admin"], ttl: 600 });
+  const mallory = await issueToken({ key, sub: "mallory", roles: ["historian"], ttl: 600 });
+  const call = (gw: typeof first, method: string, path: string, token: string, body?: unknown) =>
+    fetch(`http://127.0.0.1:${gw.http?.address.port as number}${path}`, { method, headers: { authorization: `Bearer ${token}`, ...(body !== undefined && { "content-type": "application/json" }) }, ...(body !== undefined && { body: JSON.stringify(body) }) });
+  t.equal((await call(first, "GET", "/v1/assets", mallory)).status, 200, "mallory's token works");
+  const revoked = await call(first, "POST", "/v1/sessions/revoke", admin, { sub: "mallory" });
+  t.equal(revoked.status, 200);
+  t.match(JSON.parse(readFileSync(join(cfg.keys.dir, "revocations.json"), "utf8")), { v: 1, subs: { mallory: Number } }, "on disk when the API says so");
+  await first.stop();
+
+  const second = await startGateway(cfg, pino({ level: "silent" }));
+  t.teardown(() => second.stop());
+  const after = await call(second, "GET", "/v1/assets", mallory);
+  t.equal(after.status, 401, "refused after the restart");
+  t.match(await after.json(), { reason: "token-revoked" });
+  t.equal((await call(second, "GET", "/v1/assets", admin)).status, 200, "other tokens still work");
 });

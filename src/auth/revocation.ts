@@ -1,7 +1,17 @@
 // What has been revoked, shared by the token verifier (which refuses revoked tokens, cached or
-// not) and the session registry (which ends the sessions resting on them). In memory: a
-// restart forgets revocations, so revoked tokens must also be short-lived.
+// not) and the session registry (which ends the sessions resting on them).
+//
+// With a file (the gateway uses keys.dir/revocations.json) the list outlives a restart: every
+// revocation rewrites it (a temporary file renamed over it, writes one after another), and
+// `saved()` says when what was revoked so far is on disk. A file that exists but cannot be read
+// or parsed stops the gateway's start (ZT_REVOCATIONS_INVALID): starting without it would
+// accept revoked tokens again. Token revocations are dropped from it once their token has
+// expired (plus the grace); subject revocations are kept.
+//
+//   { "v": 1, "jtis": { "<jti>": <keep until, epoch ms> }, "subs": { "<sub>": <revoked at, epoch ms> } }
 import { EventEmitter } from "node:events";
+import { open, readFile, rename } from "node:fs/promises";
+import { ZtError } from "../errors.js";
 
 export interface Revoked {
   readonly jti?: string;
@@ -18,10 +28,57 @@ export class RevocationList extends EventEmitter<{ revoked: [Revoked] }> {
   /** sub → time of revocation: tokens of that sub issued up to then are revoked. */
   private readonly subs = new Map<string, number>();
   private readonly now: () => number;
+  private readonly file: string | undefined;
+  /** The writes of the file, one after another; the last one's failure, if it failed. */
+  private saving: Promise<void> = Promise.resolve();
+  private saveError: Error | undefined;
 
-  constructor(opts: { now?: () => number } = {}) {
+  constructor(opts: { now?: () => number; file?: string } = {}) {
     super();
     this.now = opts.now ?? Date.now;
+    this.file = opts.file;
+  }
+
+  /** A list kept in `file`: what it holds (none if it does not exist) is in force at once. */
+  static async open(file: string, opts: { now?: () => number } = {}): Promise<RevocationList> {
+    const list = new RevocationList({ ...opts, file });
+    let text: string;
+    try {
+      text = await readFile(file, "utf8");
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "ENOENT") return list;
+      throw new ZtError("ZT_REVOCATIONS_INVALID", `revocation list ${file} cannot be read: ${(e as Error).message}`);
+    }
+    const bad = (why: string) => new ZtError("ZT_REVOCATIONS_INVALID", `revocation list ${file} is not valid: ${why} (revoked tokens would be accepted again without it: repair or remove it on purpose)`);
+    let data: unknown;
+    try {
+      data = JSON.parse(text);
+    } catch (e) {
+      throw bad((e as Error).message);
+    }
+    const d = data as { v?: unknown; jtis?: unknown; subs?: unknown };
+    if (typeof d !== "object" || d === null || d.v !== 1) throw bad('expected an object with "v": 1');
+    for (const [name, map, into] of [["jtis", d.jtis, list.jtis], ["subs", d.subs, list.subs]] as const) {
+      if (typeof map !== "object" || map === null || Array.isArray(map)) throw bad(`"${name}" must be an object`);
+      for (const [k, v] of Object.entries(map)) {
+        if (typeof v !== "number" || !Number.isFinite(v)) throw bad(`"${name}"."${k}" must be a time in epoch ms, not ${JSON.stringify(v)}`);
+        into.set(k, v);
+      }
+    }
+    list.purge(list.now());
+    return list;
+  }
+
+  /** Revocations in force (tokens not yet expired, subjects). */
+  get size(): number {
+    return this.jtis.size + this.subs.size;
+  }
+
+  /** Resolves once every revocation made so far is in the file (at once without a file); rejects if the last write failed. */
+  saved(): Promise<void> {
+    return this.saving.then(() => {
+      if (this.saveError) throw this.saveError;
+    });
   }
 
   /**
@@ -33,17 +90,19 @@ export class RevocationList extends EventEmitter<{ revoked: [Revoked] }> {
     this.purge(at);
     const until = (expiresAt ?? at + 86_400_000) + GRACE_MS;
     this.jtis.set(jti, Math.max(until, this.jtis.get(jti) ?? 0));
+    this.save();
     this.emit("revoked", { jti, at });
   }
 
   /**
    * Revokes every token of `sub` issued so far (its `iat` at or before now, or no `iat`);
    * tokens issued later are accepted, so the subject can be let back in with a new token.
-   * Kept until restart: these are rare admin actions.
+   * Kept for good (in the file, when there is one): these are rare admin actions.
    */
   revokeSub(sub: string): void {
     const at = this.now();
     this.subs.set(sub, at);
+    this.save();
     this.emit("revoked", { sub, at });
   }
 
@@ -65,5 +124,28 @@ export class RevocationList extends EventEmitter<{ revoked: [Revoked] }> {
 
   private purge(now: number): void {
     for (const [jti, until] of this.jtis) if (until <= now) this.jtis.delete(jti);
+  }
+
+  /** Queues a write of the whole list (the state at the time the write runs). */
+  private save(): void {
+    const file = this.file;
+    if (file === undefined) return;
+    this.saving = this.saving.then(async () => {
+      const text = JSON.stringify({ v: 1, jtis: Object.fromEntries(this.jtis), subs: Object.fromEntries(this.subs) }) + "\n";
+      const tmp = `${file}.${process.pid}.tmp`;
+      try {
+        const fh = await open(tmp, "w", 0o600);
+        try {
+          await fh.writeFile(text);
+          await fh.datasync();
+        } finally {
+          await fh.close();
+        }
+        await rename(tmp, file);
+        this.saveError = undefined;
+      } catch (e) {
+        this.saveError = new ZtError("ZT_REVOCATIONS_INVALID", `revocation list ${file} cannot be written: ${(e as Error).message} (the revocation is in force until the gateway stops)`);
+      }
+    });
   }
 }

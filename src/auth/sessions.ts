@@ -259,6 +259,11 @@ export class SessionRegistry extends EventEmitter<{ opened: [SessionOpened]; ren
     return this.endAll((s) => s.principal.sub === sub, "revoked-sub", by);
   }
 
+  /** Resolves once the revocations made so far are on disk (see RevocationList.saved). */
+  revocationsSaved(): Promise<void> {
+    return this.revocations?.saved() ?? Promise.resolve();
+  }
+
   /** Revokes one token and ends every session resting on it. */
   revokeByJti(jti: string, by?: string): Session[] {
     const on = this.list().filter((s) => s.principal.tokenId === jti);

@@ -185,6 +185,13 @@ export async function sessionRoutes(app: FastifyInstance, opts: { deps: HttpAppD
     const ended = sub !== undefined ? deps.sessions.revokeBySub(sub, p.sub) : deps.sessions.revokeByJti(jti, p.sub);
     const ids = ended.map((s) => s.id);
     log.info({ ...(sub !== undefined ? { sub } : { jti }), sessions: ids, by: p.sub }, sub !== undefined ? "subject revoked" : "token revoked");
+    // The answer means the revocation outlives a restart: it waits for the list on disk.
+    try {
+      await deps.sessions.revocationsSaved();
+    } catch (e) {
+      log.error({ err: (e as Error).message }, "revocation not saved");
+      throw new HttpProblem(500, errorType("revocation-not-saved"), "Revocation not saved", `${(e as Error).message}; the sessions resting on it are ended`);
+    }
     return { ...(sub !== undefined ? { sub } : { jti }), ended: ids };
   });
 
