@@ -6,10 +6,10 @@
 import t from "tap";
 import { AttributeIds, DataType, TimestampsToReturn } from "node-opcua";
 import type { ClientSession, DataValue } from "node-opcua";
-import { startFrontHarness } from "../support/opcua-front.js";
+import { frontFixture } from "../support/opcua-front.js";
 import type { FrontHarness } from "../support/opcua-front.js";
-import { clientPki, jwtIdentity, openSession } from "../support/opcua-client.js";
-import type { ClientPki, Connected } from "../support/opcua-client.js";
+
+import type { Connected } from "../support/opcua-client.js";
 
 const SPEED = "ns=1;s=packaging-line.speed";
 const TEMPERATURE = "ns=1;s=boiler-plc.temperature";
@@ -31,22 +31,12 @@ function read(session: ClientSession, nodeId: string): Promise<DataValue> {
   return session.read({ nodeId, attributeId: AttributeIds.Value });
 }
 
+const fx = frontFixture(t);
 let h: FrontHarness;
-let pki: ClientPki;
-const open: Connected[] = [];
-async function historian(): Promise<Connected> {
-  const c = await openSession(h.address.endpointUrl, jwtIdentity("hist-1", await h.token("hist-1", ["historian"])), { pki });
-  open.push(c);
-  return c;
-}
-
-t.before(async () => {
-  h = await startFrontHarness(t);
-  pki = await clientPki(h.dir, h.keysDir);
+t.before(() => {
+  h = fx.h;
 });
-t.afterEach(async () => {
-  for (const c of open.splice(0)) await c.close();
-});
+const historian = (): Promise<Connected> => fx.as("hist-1", ["historian"]);
 
 t.test("OPC UA server down: reads and a monitored item go bad; back on the same port: good again, no restart", async (t) => {
   const c = await historian();

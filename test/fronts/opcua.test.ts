@@ -8,7 +8,7 @@ import { generateKeyPair } from "jose";
 import { AttributeIds, DataType, MonitoringMode, StatusCodes, TimestampsToReturn, UserTokenPolicy, UserTokenType, Variant } from "node-opcua";
 import type { ClientSession, CreateMonitoredItemsRequestOptions, CreateMonitoredItemsResponse, DataValue, EndpointDescription } from "node-opcua";
 import { issueToken } from "../../src/auth/issue.js";
-import { LINE, startFrontHarness } from "../support/opcua-front.js";
+import { LINE, frontFixture } from "../support/opcua-front.js";
 import type { FrontHarness } from "../support/opcua-front.js";
 import { clientPki, connectClient, jwtIdentity, openSession, userCertificate } from "../support/opcua-client.js";
 import type { ClientPki, Connected } from "../support/opcua-client.js";
@@ -43,22 +43,13 @@ async function subscription(session: ClientSession) {
   return session.createSubscription2({ requestedPublishingInterval: 50, requestedMaxKeepAliveCount: 20, requestedLifetimeCount: 200, publishingEnabled: true, maxNotificationsPerPublish: 100, priority: 1 });
 }
 
+const fx = frontFixture(t);
 let h: FrontHarness;
 let pki: ClientPki;
-const open: Connected[] = [];
-async function as(sub: string, roles: readonly string[], ttl?: number): Promise<Connected> {
-  const c = await openSession(h.address.endpointUrl, jwtIdentity(sub, await h.token(sub, roles, ttl !== undefined ? { ttl } : {})), { pki });
-  open.push(c);
-  return c;
-}
-
-t.before(async () => {
-  h = await startFrontHarness(t);
-  pki = await clientPki(h.dir, h.keysDir);
+t.before(() => {
+  ({ h, pki } = fx);
 });
-t.afterEach(async () => {
-  for (const c of open.splice(0)) await c.close();
-});
+const as = (sub: string, roles: readonly string[], ttl?: number): Promise<Connected> => fx.as(sub, roles, ttl);
 
 t.test("anonymous sessions are refused, and the refusal is logged", async (t) => {
   await t.rejects(openSession(h.address.endpointUrl, { type: UserTokenType.Anonymous }, { pki }), "node-opcua's client finds no anonymous policy to use");
@@ -215,7 +206,7 @@ t.test("browse: points listed per principal; the Objects folder lists the assets
 t.test("X.509 user identity: the role extension gives the role; no role, no session", async (t) => {
   const user = await userCertificate(h.keysDir, { cn: "hist-x509", role: "historian" });
   const c = await openSession(h.address.endpointUrl, { type: UserTokenType.Certificate, certificateData: user.certificateData, privateKey: user.privateKey }, { pki });
-  open.push(c);
+  t.teardown(() => c.close());
   const dv = await c.session.read({ nodeId: STATE, attributeId: AttributeIds.Value });
   t.equal(dv.statusCode.name, "Good");
   t.match((await h.decisions()).at(-1), { decision: "allow", subject: { sub: "hist-x509", roles: ["historian"] } });

@@ -29,6 +29,8 @@ import { SimulatedPlc } from "../../src/sim/plc.js";
 import { SimulatedOpcuaServer } from "../../src/sim/opcua.js";
 import { OpcuaFront } from "../../src/fronts/opcua.js";
 import type { OpcuaFrontAddress } from "../../src/fronts/opcua.js";
+import { clientPki, jwtIdentity, openSession } from "./opcua-client.js";
+import type { ClientPki, Connected } from "./opcua-client.js";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 export const BOILER = readFileSync(join(ROOT, "policies", "boiler-plc.yaml"), "utf8");
@@ -141,4 +143,34 @@ export async function startFrontHarness(t: Test, o: { front?: readonly string[] 
     records,
     decisions: async () => (await records()).filter((r) => r.type === "decision") as unknown as Array<Record<string, unknown>>,
   };
+}
+
+/**
+ * One front harness for a whole test file, a client PKI from its dev CA, and sessions on the
+ * front as a subject with roles (a JWT from the harness's issuer), each closed after the test
+ * that opened it. `h` and `pki` are set once the file's `before` has run.
+ */
+export interface FrontFixture {
+  h: FrontHarness;
+  pki: ClientPki;
+  as(sub: string, roles: readonly string[], ttl?: number): Promise<Connected>;
+}
+
+export function frontFixture(t: Test): FrontFixture {
+  const open: Connected[] = [];
+  const f = {
+    async as(sub: string, roles: readonly string[], ttl?: number): Promise<Connected> {
+      const c = await openSession(f.h.address.endpointUrl, jwtIdentity(sub, await f.h.token(sub, roles, ttl !== undefined ? { ttl } : {})), { pki: f.pki });
+      open.push(c);
+      return c;
+    },
+  } as FrontFixture;
+  t.before(async () => {
+    f.h = await startFrontHarness(t);
+    f.pki = await clientPki(f.h.dir, f.h.keysDir);
+  });
+  t.afterEach(async () => {
+    for (const c of open.splice(0)) await c.close();
+  });
+  return f;
 }
