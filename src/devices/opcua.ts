@@ -354,6 +354,12 @@ export class OpcuaDevice extends EventEmitter<{ state: [state: ConnectionState, 
     return { value: w.last, ageMs: Math.round(ageMs) };
   }
 
+  /** A read within maxAgeMs: the value held (with its age bound) when there is one young enough, else from the server. */
+  async readWithin(nodeId: string, maxAgeMs: number): Promise<{ value: DataValue; cacheAgeMs?: number }> {
+    const held = this.cached(nodeId, maxAgeMs);
+    return held ? { value: held.value, cacheAgeMs: held.ageMs } : { value: await this.read(nodeId, maxAgeMs) };
+  }
+
   /** Reads from the server; with maxAgeMs > 0 (passed on to the server) the node is monitored for later reads within that age. */
   read(nodeId: string, maxAgeMs = 0): Promise<DataValue> {
     if (maxAgeMs > 0 && this.cacheIdleMs > 0) {

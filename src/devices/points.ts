@@ -232,9 +232,8 @@ export class DevicePoints implements PointIO {
     if (point.type === "method" || point.node === undefined) return this.bad(StatusCodes.BadNotReadable.name);
     const device = this.devices.opcua(asset.id);
     if (!device) return this.bad(StatusCodes.BadServerNotConnected.name);
-    const held = maxAgeMs > 0 ? device.cached(point.node, maxAgeMs) : undefined;
-    if (held) return { ...readingOf(held.value, this.now), cacheAgeMs: held.ageMs };
-    return readingOf(await device.read(point.node, maxAgeMs), this.now);
+    const r = await device.readWithin(point.node, maxAgeMs);
+    return r.cacheAgeMs !== undefined ? { ...readingOf(r.value, this.now), cacheAgeMs: r.cacheAgeMs } : readingOf(r.value, this.now);
   }
 
   private async writeOpcua(asset: Asset, point: Point, value: Scalar): Promise<PointWriteResult> {

@@ -208,7 +208,7 @@ export class DeviceRegistry extends EventEmitter<{ state: [device: DeviceInfo]; 
 function isOpcuaUpstream(c: DeviceConnector): c is DeviceConnector & OpcuaUpstream {
   if (c instanceof OpcuaDevice) return true;
   const u = c as Partial<OpcuaUpstream>;
-  return c.protocol === "opcua" && typeof u.read === "function" && typeof u.cached === "function" && typeof u.write === "function" && typeof u.call === "function" && typeof u.monitor === "function";
+  return c.protocol === "opcua" && typeof u.read === "function" && typeof u.readWithin === "function" && typeof u.write === "function" && typeof u.call === "function" && typeof u.monitor === "function";
 }
 
 function keyOf(c: DeviceConnector): string {

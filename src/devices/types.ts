@@ -22,8 +22,8 @@ export interface MonitorHandle {
 export interface OpcuaUpstream {
   /** Reads the server; maxAgeMs > 0 (OPC UA maxAge, passed on) may start monitoring the node for `cached`. */
   read(nodeId: string, maxAgeMs?: number): Promise<DataValue>;
-  /** The node's value held from the subscription when known to be no older than maxAgeMs, with that age bound; else undefined. */
-  cached(nodeId: string, maxAgeMs: number): { readonly value: DataValue; readonly ageMs: number } | undefined;
+  /** A read within maxAgeMs: a value held from the subscription, known to be no older (with that age bound as `cacheAgeMs`), else `read`. */
+  readWithin(nodeId: string, maxAgeMs: number): Promise<{ readonly value: DataValue; readonly cacheAgeMs?: number }>;
   write(nodeId: string, value: Variant): Promise<StatusCode>;
   call(objectId: string, methodId: string, inputArguments: readonly Variant[]): Promise<{ statusCode: StatusCode; outputArguments: Variant[] }>;
   /**

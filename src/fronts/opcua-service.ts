@@ -72,9 +72,9 @@ export async function fetchPoint(ctx: ServiceContext, asset: Asset, point: Point
     const up = ctx.upstream(asset.id);
     if (!up || point.node === undefined) dv = badValue(StatusCodes.BadServerNotConnected);
     else {
-      const held = maxAgeMs > 0 ? up.cached(point.node, maxAgeMs) : undefined;
-      if (held) return { status: "ok", result: held.value, cacheAgeMs: held.ageMs };
-      dv = await up.read(point.node, maxAgeMs);
+      const r = await up.readWithin(point.node, maxAgeMs);
+      if (r.cacheAgeMs !== undefined) return { status: "ok", result: r.value, cacheAgeMs: r.cacheAgeMs };
+      dv = r.value;
     }
   } else dv = dataValueOf(point, await ctx.points.read(asset, point));
   return { ...outcomeOf(dv.statusCode), result: dv };
