@@ -212,7 +212,15 @@ function jsonSafe(values: readonly WrittenValue[]): readonly WrittenValue[] {
 }
 
 /** The decision record body for one decided operation: what pep/enforce hands to the log. */
-export function decisionBody(d: Decision, op: Operation, principal: Principal | null, client: ClientRef, target: TargetRef = targetOf(op)): DecisionBody {
+export function decisionBody(d: Decision, op: Operation, principal: Principal | null, client: ClientRef, target?: TargetRef): DecisionBody {
+  // A client that asks the same thing again (a polling historian) is decided the same way, and
+  // its records differ only in the envelope (id, seq, time, prev): the body is then the same
+  // frozen object as last time, and the log writes it from the text it kept for it.
+  const plain = target === undefined && (d.values === undefined || d.values.length === 0);
+  if (plain) {
+    const hit = repeatedBody(d, op, principal, client);
+    if (hit !== undefined) return hit;
+  }
   // Keys in code-point order, nested objects too: the writer then writes its canonical text
   // in one pass (orderedJson), with the subject's and the client's texts remembered.
   const body: Omit<DecisionBody, "zone" | "values"> & { values?: readonly WrittenValue[]; zone?: string | null } = {
@@ -225,12 +233,58 @@ export function decisionBody(d: Decision, op: Operation, principal: Principal | 
     reason: d.reason,
     rule: d.rule,
     subject: principal ? subjectOf(principal) : null,
-    target,
+    target: target ?? targetOf(op),
     type: "decision",
   };
   if (d.values !== undefined && d.values.length > 0) body.values = jsonSafe(d.values);
   body.zone = d.zone ?? null;
+  if (plain) rememberBody(body as DecisionBody, principal, client);
   return body as DecisionBody;
+}
+
+/** Bodies remembered per client (per connection: the front's ClientRef), the last few distinct ones. */
+const REPEATS_PER_CLIENT = 4;
+interface Repeat {
+  readonly body: DecisionBody;
+  readonly principal: Principal | null;
+}
+const repeats = new WeakMap<ClientRef, Repeat[]>();
+
+function repeatedBody(d: Decision, op: Operation, principal: Principal | null, client: ClientRef): DecisionBody | undefined {
+  const list = repeats.get(client);
+  if (list === undefined) return undefined;
+  for (let i = 0; i < list.length; i++) {
+    const r = list[i] as Repeat;
+    const b = r.body;
+    if (
+      r.principal === principal &&
+      b.decision === d.effect &&
+      b.rule === d.rule &&
+      b.reason === d.reason &&
+      b.policyRevision === d.policyRevision &&
+      b.mode === d.mode &&
+      b.zone === (d.zone ?? null) &&
+      b.asset === op.asset &&
+      b.action === op.action &&
+      sameTarget(b.target, op.target)
+    )
+      return b;
+  }
+  return undefined;
+}
+
+function sameTarget(r: TargetRef, t: Operation["target"]): boolean {
+  if (t.kind === "point") return r.point === t.point && r.node === undefined && r.table === undefined;
+  if (t.kind === "node") return r.node === t.node && r.point === undefined;
+  return r.address === t.address && r.count === t.count && r.table === t.table && r.point === undefined;
+}
+
+function rememberBody(body: DecisionBody, principal: Principal | null, client: ClientRef): void {
+  Object.freeze(Object.freeze(body).target);
+  let list = repeats.get(client);
+  if (list === undefined) repeats.set(client, (list = []));
+  if (list.length >= REPEATS_PER_CLIENT) list.shift();
+  list.push({ body, principal });
 }
 
 const keyText = new Map<string, string>();

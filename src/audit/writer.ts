@@ -113,7 +113,7 @@ const LINE_TAIL_BYTES = 9 + 64 + 3;
  * their JSON), without the closing brace; undefined when the body is not in canonical key
  * order (or holds something orderedJson leaves to the library).
  */
-function orderedRecord(body: AnyBody, id: string, prev: string, seq: number, time: string): string | undefined {
+function orderedRecord(body: AnyBody, id: string, prev: string, seq: number | string, time: string): string | undefined {
   const fields = body as unknown as Record<string, unknown>;
   let s = "{";
   let e = 0;
@@ -133,9 +133,33 @@ function orderedRecord(body: AnyBody, id: string, prev: string, seq: number, tim
   return s;
 }
 
-function envelopeField(e: number, first: boolean, id: string, prev: string, seq: number, time: string): string {
+function envelopeField(e: number, first: boolean, id: string, prev: string, seq: number | string, time: string): string {
   const text = e === 0 ? id : e === 1 ? prev : e === 2 ? "" + seq : e === 3 ? time : "" + LOG_FORMAT_VERSION;
   return (first ? '"' : ',"') + (ENVELOPE_KEYS[e] as string) + '":' + text;
+}
+
+/**
+ * A body logged again and again (decisionBody() gives a client that repeats a request the same
+ * frozen body): its canonical text with the envelope merged in, cut where the id, prev, seq and
+ * time values go, each piece encoded once. Markers hold those places while the text is made; a
+ * record's text never holds a raw NUL (JSON escapes it), so they cannot be confused with it.
+ */
+type Template = readonly [Buffer, Buffer, Buffer, Buffer, Buffer];
+const MARK = ["\0id\0", "\0prev\0", "\0seq\0", "\0time\0"] as const;
+
+function templateOf(body: AnyBody): Template | null {
+  const text = orderedRecord(body, `"${MARK[0]}"`, `"${MARK[1]}"`, MARK[2], `"${MARK[3]}"`);
+  if (text === undefined) return null;
+  const parts: Buffer[] = [];
+  let from = 0;
+  for (const m of MARK) {
+    const at = text.indexOf(m, from);
+    if (at < 0) return null;
+    parts.push(Buffer.from(text.slice(from, at)));
+    from = at + m.length;
+  }
+  parts.push(Buffer.from(text.slice(from)));
+  return parts as unknown as Template;
 }
 
 /** orderedRecord()'s answer for any body: the record sorted and written by the canonicalize library. */
@@ -143,6 +167,15 @@ function sortedRecord(body: AnyBody, values: readonly unknown[]): string {
   const record: Record<string, unknown> = { ...(body as unknown as Record<string, unknown>) };
   ENVELOPE_KEYS.forEach((k, i) => (record[k] = values[i]));
   return jcs(record).slice(0, -1);
+}
+
+/**
+ * Writes `s`, which is ASCII (hex digits, a UUID, a number, an ISO time), at `at`; returns
+ * where it ends. A loop: for strings this short it is several times quicker than buf.write().
+ */
+function ascii(buf: Buffer, s: string, at: number): number {
+  for (let i = 0; i < s.length; i++) buf[at + i] = s.charCodeAt(i);
+  return at + s.length;
 }
 
 /** Room for `bytes` more in the batch's buffer, growing it by doubling. */
@@ -185,6 +218,10 @@ export class DecisionLog extends EventEmitter<DecisionLogEvents> {
   private closing = false;
   private retrying: Promise<void> | null = null;
   private counters = { batches: 0, bytes: 0, checkpoints: 0, writeFailures: 0, refused: 0 };
+  private readonly templates = new WeakMap<object, Template | null>();
+  private readonly seenOnce = new WeakSet<object>();
+  /** Ids from randomUUID: JSON text as they are, no escaping to check. */
+  private readonly plainIds: boolean;
 
   private constructor(
     readonly settings: WriterSettings,
@@ -205,6 +242,7 @@ export class DecisionLog extends EventEmitter<DecisionLogEvents> {
     this.headHash = recovered.last?.hash ?? GENESIS_PREV;
     this.durableSeq = this.seq;
     this.lastCheckpointAt = now();
+    this.plainIds = ids === randomUUID;
   }
 
   /**
@@ -335,38 +373,76 @@ export class DecisionLog extends EventEmitter<DecisionLogEvents> {
 
   private chain(seq: number, id: string, time: string, body: AnyBody): void {
     const prev = this.headHash;
-    // The canonical text of the record (envelope and body, keys in code-point order), less its
-    // closing brace: in one pass when the body is built in order (decisionBody is), else
-    // through the canonicalize library.
-    const open = orderedRecord(body, jsonString(id), jsonString(prev), seq, jsonString(time)) ?? sortedRecord(body, [id, prev, seq, time, LOG_FORMAT_VERSION]);
-    // The stored line is the canonical text with `hash` added last: still JSON, and its
-    // prefix is exactly what was hashed. Verifiers recompute from the parsed record anyway.
-    // The text is encoded once, straight into the batch, behind `prev`: the hash,
-    // sha256hex(prev + canonical) as chainHash() computes it, is taken over those bytes, then
-    // the record is moved over `prev` and the hash field appended.
     const b = this.batch;
     const start = b.len;
-    room(b, prev.length * 3 + open.length * 3 + LINE_TAIL_BYTES);
-    const buf = b.buf;
-    const p = buf.write(prev, start);
-    const n = buf.write(open, start + p);
-    buf[start + p + n] = 0x7d; // "}"
-    const hash = oneShotHash("sha256", buf.subarray(start, start + p + n + 1), "hex");
-    buf.copyWithin(start, start + p, start + p + n);
-    let end = start + n;
-    end += buf.write(',"hash":"', end, "latin1");
-    end += buf.write(hash, end, "latin1");
-    end += buf.write('"}\n', end, "latin1");
-    b.len = end;
+    // The hash, sha256hex(prev + canonical) as chainHash() computes it, is taken over the
+    // record's bytes with `prev` in front of them, encoded straight into the batch; then the
+    // record is moved over `prev` and the hash field appended (see line()).
+    const t = Object.isFrozen(body) ? this.template(body) : null;
+    let n: number;
+    if (t !== null && (this.plainIds || jsonString(id).length === id.length + 2)) {
+      room(b, prev.length + t[0].length + t[1].length + t[2].length + t[3].length + t[4].length + id.length * 3 + prev.length + 16 + time.length + LINE_TAIL_BYTES + 1);
+      const buf = b.buf;
+      let o = ascii(buf, prev, start);
+      buf.set(t[0], o);
+      o += t[0].length;
+      o = this.plainIds ? ascii(buf, id, o) : o + buf.write(id, o);
+      buf.set(t[1], o);
+      o = ascii(buf, prev, o + t[1].length);
+      buf.set(t[2], o);
+      o = ascii(buf, "" + seq, o + t[2].length);
+      buf.set(t[3], o);
+      o = ascii(buf, time, o + t[3].length);
+      buf.set(t[4], o);
+      o += t[4].length;
+      n = o - start - prev.length;
+    } else {
+      // The canonical text of the record (envelope and body, keys in code-point order), less
+      // its closing brace: in one pass when the body is built in order (decisionBody is),
+      // else through the canonicalize library.
+      const open = orderedRecord(body, this.plainIds ? '"' + id + '"' : jsonString(id), '"' + prev + '"', seq, '"' + time + '"') ?? sortedRecord(body, [id, prev, seq, time, LOG_FORMAT_VERSION]);
+      room(b, prev.length + open.length * 3 + LINE_TAIL_BYTES);
+      n = b.buf.write(open, ascii(b.buf, prev, start));
+    }
+    const hash = this.line(b, start, prev.length, n);
     this.headHash = hash;
     this.chainedSeq = seq;
     if (this.exportSink) {
       const decision = (body as { decision?: unknown }).decision;
-      (b.exports ??= []).push([{ type: body.type, seq, id, time, hash, ...(typeof decision === "string" && { decision }) }, buf.toString("utf8", start, end - 1)]);
+      (b.exports ??= []).push([{ type: body.type, seq, id, time, hash, ...(typeof decision === "string" && { decision }) }, b.buf.toString("utf8", start, b.len - 1)]);
     }
     b.count++;
     b.lastSeq = seq;
     b.lastHash = hash;
+  }
+
+  /**
+   * The record's text (`n` bytes, less its closing brace) sits in the batch at `start + p`
+   * behind the `p` bytes of `prev`: hashes prev + record, moves the record over prev and ends
+   * the line with the hash field. The stored line is the canonical text with `hash` added
+   * last: still JSON, and its prefix is exactly what was hashed (verifiers recompute from the
+   * parsed record anyway).
+   */
+  private line(b: Batch, start: number, p: number, n: number): string {
+    const buf = b.buf;
+    buf[start + p + n] = 0x7d; // "}"
+    const hash = oneShotHash("sha256", buf.subarray(start, start + p + n + 1), "hex");
+    buf.copyWithin(start, start + p, start + p + n);
+    b.len = ascii(buf, '"}\n', ascii(buf, hash, ascii(buf, ',"hash":"', start + n)));
+    return hash;
+  }
+
+  /** The template of a frozen body: none the first time it is seen (most are seen once), made the second. */
+  private template(body: AnyBody): Template | null {
+    const t = this.templates.get(body);
+    if (t !== undefined) return t;
+    if (this.seenOnce.has(body)) {
+      const made = templateOf(body);
+      this.templates.set(body, made);
+      return made;
+    }
+    this.seenOnce.add(body);
+    return null;
   }
 
   // --- group commit --------------------------------------------------------------------------

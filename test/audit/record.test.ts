@@ -59,6 +59,58 @@ t.test("decisionBody: subject by claims and ids only, target and values as decid
   t.same(targetOf({ asset: "x", action: "read", target: { kind: "point", point: "speed" } }), { point: "speed" });
 });
 
+t.test("decisionBody: a client asking the same again gets the same frozen body; anything decided or asked differently, a new one", async (t) => {
+  const principal: Principal = { sub: "hist-1", iss: "idp", roles: ["historian"], claims: {}, sessionId: "s1", via: "lease" };
+  const other: Principal = { ...principal, sessionId: "s2" };
+  const client = { address: "127.0.0.1", port: 5000, protocol: "modbus" as const, transport: "tcp" };
+  const d: Decision = { effect: "allow", rule: "historian-read", reason: "allowed", policyRevision: "rev", mode: "enforce", zone: "boiler-house" };
+  const read = (address = 100, count = 2) => ({ asset: "boiler-plc", action: "read" as const, target: { kind: "range" as const, table: "holding" as const, address, count } });
+  const first = decisionBody(d, read(), principal, client);
+  t.ok(Object.isFrozen(first) && Object.isFrozen(first.target), "frozen: the log may keep its text");
+  t.equal(decisionBody({ ...d }, read(), principal, client), first, "the same request decided the same way: the same body");
+  t.same(first, { action: "read", asset: "boiler-plc", client, decision: "allow", mode: "enforce", policyRevision: "rev", reason: "allowed", rule: "historian-read", subject: { iss: "idp", roles: ["historian"], sessionId: "s1", sub: "hist-1" }, target: { address: 100, count: 2, table: "holding" }, type: "decision", zone: "boiler-house" });
+  const differs: Array<[string, ReturnType<typeof decisionBody>]> = [
+    ["another address", decisionBody(d, read(101), principal, client)],
+    ["another count", decisionBody(d, read(100, 1), principal, client)],
+    ["another table", decisionBody(d, { ...read(), target: { kind: "range", table: "input", address: 100, count: 2 } }, principal, client)],
+    ["a point", decisionBody(d, { ...read(), target: { kind: "point", point: "setpoint" } }, principal, client)],
+    ["a node", decisionBody(d, { ...read(), target: { kind: "node", node: "ns=1;s=x" } }, principal, client)],
+    ["another action", decisionBody(d, { ...read(), action: "browse" }, principal, client)],
+    ["another asset", decisionBody(d, { ...read(), asset: "other" }, principal, client)],
+    ["a deny", decisionBody({ ...d, effect: "deny", reason: "outside-time-window" }, read(), principal, client)],
+    ["another rule", decisionBody({ ...d, rule: "other" }, read(), principal, client)],
+    ["another policy revision", decisionBody({ ...d, policyRevision: "rev2" }, read(), principal, client)],
+    ["monitor mode", decisionBody({ ...d, mode: "monitor" }, read(), principal, client)],
+    ["no zone", decisionBody({ effect: d.effect, rule: d.rule, reason: d.reason, policyRevision: d.policyRevision, mode: d.mode }, read(), principal, client)],
+    ["another principal", decisionBody(d, read(), other, client)],
+    ["another client", decisionBody(d, read(), principal, { ...client })],
+  ];
+  for (const [what, b] of differs) t.not(b, first, what);
+  // A few distinct requests per client are remembered (a historian polling several ranges).
+  const point = () => decisionBody(d, { ...read(), target: { kind: "point", point: "setpoint" } }, principal, client);
+  const node = () => decisionBody(d, { ...read(), target: { kind: "node", node: "ns=1;s=x" } }, principal, client);
+  const p1 = point();
+  const n1 = node();
+  t.equal(point(), p1, "a point asked again");
+  t.equal(node(), n1, "a node asked again");
+  for (let i = 0; i < 4; i++) decisionBody(d, read(200 + i), principal, client);
+  const p2 = point();
+  t.not(p2, p1, "forgotten after four other requests of the client");
+  t.same(p2, p1, "and made again the same");
+  t.same(differs[1]![1].target, { address: 100, count: 1, table: "holding" });
+  t.equal(differs[11]![1].zone, null);
+  // Writes carry their values: never the same body.
+  const w: Decision = { ...d, values: [{ point: "setpoint", raw: [50], value: 50 }] };
+  const write = { ...read(100, 1), action: "write" as const, raw: [50] };
+  const w1 = decisionBody(w, write, principal, client);
+  t.not(decisionBody(w, write, principal, client), w1, "a write is a new body each time");
+  t.notOk(Object.isFrozen(w1));
+  // An explicit target (a front describing what it refused) is not remembered either.
+  const explicit = decisionBody(d, read(), principal, client, { point: "setpoint" });
+  t.not(decisionBody(d, read(), principal, client, { point: "setpoint" }), explicit);
+  t.same(explicit.target, { point: "setpoint" });
+});
+
 t.test("canonicalJson is the JCS text, on its fast path and off it", async (t) => {
   const { canonicalJson } = await import("../../src/audit/record.js");
   const { loadPolicyDir } = await import("../../src/policy/load.js");

@@ -5,7 +5,7 @@ import path from "node:path";
 import t from "tap";
 import { AuditUnavailableError, DecisionLog } from "../../src/audit/writer.js";
 import { verifyLog } from "../../src/audit/verify.js";
-import { GENESIS_PREV, jcs, recomputeHash } from "../../src/audit/record.js";
+import { GENESIS_PREV, decisionBody, jcs, recomputeHash } from "../../src/audit/record.js";
 import { decision, keys, outcome, readRecords, settings, testClock, testIds } from "./helpers.js";
 
 const k = await keys();
@@ -210,4 +210,46 @@ t.test("batches of every size in a row reuse their buffers without mixing record
   }
   await log.close();
   t.match(await verifyLog(dir, k.publicKey), { ok: true, records: n + log.stats().checkpoints });
+});
+
+t.test("a body logged again and again is written from the text kept for it: the same canonical lines as the first time", async (t) => {
+  // decisionBody() gives a client that repeats a request the same frozen body; the writer
+  // makes its text once (on the second sighting) and fills in id, prev, seq and time after.
+  const principal = { sub: "hist-1", iss: "ztgate-dev", roles: ["historian"], claims: {}, sessionId: "s-1", tokenId: "j-1", via: "lease" as const };
+  const client = { address: "127.0.0.1", port: 40001, protocol: "modbus" as const, transport: "tcp" };
+  const d = { effect: "allow" as const, rule: "historian-read", reason: "allowed" as const, policyRevision: "0123456789abcdef", mode: "enforce" as const, zone: "cell-1" };
+  const op = { asset: "boiler-plc", action: "read" as const, target: { kind: "range" as const, table: "input" as const, address: 0, count: 2 } };
+  // A frozen body not in key order: no text can be kept for it, every record goes the library's way.
+  const unordered = Object.freeze({ ...decision(0), type: "decision" as const, action: "read" as const });
+  const cases = [
+    { name: "random ids", ids: undefined },
+    { name: "ids that need escaping", ids: testIds('r"\\') },
+  ];
+  for (const c of cases) {
+    const dir = t.testdir({});
+    const log = await DecisionLog.open(settings(dir), { signingKey: k.privateKey, ...(c.ids && { ids: c.ids }) });
+    const bodies: object[] = [];
+    for (let i = 0; i < 5; i++) {
+      const body = decisionBody(d, op, principal, client);
+      bodies.push(body);
+      const a = log.append(body);
+      log.append(outcome(a.id));
+      log.append(unordered);
+    }
+    t.ok(bodies.every((b) => b === bodies[0]), `${c.name}: one body for the five requests`);
+    await log.close();
+    const lines = readFileSync(seg(dir, 1), "utf8").split("\n").filter((l) => l);
+    const recs = lines.map((l) => JSON.parse(l) as Record<string, unknown> & { hash: string; seq: number; type: string });
+    t.equal(recs.filter((r) => r.type === "decision").length, 10);
+    lines.forEach((line, i) => {
+      const { hash, ...rest } = recs[i]!;
+      t.equal(line, jcs(rest).slice(0, -1) + `,"hash":"${hash}"}`, `${c.name}: line ${i + 1} is its canonical text, then the hash`);
+      t.equal(recomputeHash(recs[i]!), hash);
+    });
+    const repeated = recs.filter((r) => r.type === "decision" && r["asset"] === "boiler-plc");
+    t.equal(repeated.length, 5);
+    for (const r of repeated) t.match(r, { action: "read", target: { address: 0, count: 2, table: "input" }, subject: { sub: "hist-1", jti: "j-1" }, client: { port: 40001 }, v: 1 });
+    t.equal(new Set(repeated.map((r) => r["id"])).size, 5, "each its own id");
+    t.match(await verifyLog(dir, k.publicKey), { ok: true, records: 16 });
+  }
 });
