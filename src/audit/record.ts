@@ -77,6 +77,29 @@ export interface OutcomeBody {
   readonly latencyMs: number;
 }
 
+/**
+ * An outcome record's body as pep/enforce makes it: the writer knows this shape and writes its
+ * canonical text field by field (no walk over the object). Keys are set in code-point order.
+ */
+export class Outcome implements OutcomeBody {
+  // Declared, not defined: own properties only as the constructor sets them, in this order.
+  declare readonly cacheAgeMs?: number;
+  declare readonly exception?: number | string;
+  declare readonly latencyMs: number;
+  declare readonly ref: string;
+  declare readonly status: OutcomeStatus;
+  declare readonly type: "outcome";
+
+  constructor(ref: string, status: OutcomeStatus, latencyMs: number, exception?: number | string, cacheAgeMs?: number) {
+    if (cacheAgeMs !== undefined) this.cacheAgeMs = cacheAgeMs;
+    if (exception !== undefined) this.exception = exception;
+    this.latencyMs = latencyMs;
+    this.ref = ref;
+    this.status = status;
+    this.type = "outcome";
+  }
+}
+
 export interface SessionBody {
   readonly type: "session";
   readonly event: "opened" | "renewed" | "replaced" | "revoked" | "expired" | "closed";

@@ -25,7 +25,7 @@ import type { Action } from "../pdp/operation.js";
 import type { SignedHead, SigningKeyInput } from "./checkpoint.js";
 import { prepareSigningKey, signHead, writeHeadFile } from "./checkpoint.js";
 import type { AnyBody, RecordBody } from "./record.js";
-import { GENESIS_PREV, LOG_FORMAT_VERSION, isoMicros, jcs, jsonKey, jsonString, orderedJson } from "./record.js";
+import { GENESIS_PREV, LOG_FORMAT_VERSION, Outcome, isoMicros, jcs, jsonKey, jsonString, orderedJson } from "./record.js";
 
 /** The envelope fields the writer adds, in code-point order. */
 const ENVELOPE_KEYS = ["id", "prev", "seq", "time", "v"] as const;
@@ -169,14 +169,26 @@ function sortedRecord(body: AnyBody, values: readonly unknown[]): string {
   return jcs(record).slice(0, -1);
 }
 
-/**
- * Writes `s`, which is ASCII (hex digits, a UUID, a number, an ISO time), at `at`; returns
- * where it ends. A loop: for strings this short it is several times quicker than buf.write().
- */
-function ascii(buf: Buffer, s: string, at: number): number {
-  for (let i = 0; i < s.length; i++) buf[at + i] = s.charCodeAt(i);
-  return at + s.length;
+/** `s` is printable ASCII with nothing JSON escapes: its JSON text is `s` between quotes, byte for byte. */
+function plain(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x20 || c > 0x7e || c === 0x22 || c === 0x5c) return false;
+  }
+  return true;
 }
+
+/** An outcome the writer writes field by field: every number one JSON can carry, the ref plain. */
+function writable(o: Outcome): boolean {
+  return plain(o.ref) && plain(o.status) && Number.isFinite(o.latencyMs) && (o.cacheAgeMs === undefined || Number.isFinite(o.cacheAgeMs)) && (typeof o.exception !== "number" || Number.isFinite(o.exception));
+}
+
+/** Writes `s`, which is ASCII (hex digits, a UUID, a number, an ISO time), at `at`; returns where it ends. */
+function latin1(buf: Buffer, s: string, at: number): number {
+  return at + buf.write(s, at, "latin1");
+}
+
+const OUTCOME_END = `","type":"outcome","v":${LOG_FORMAT_VERSION}`;
 
 /** Room for `bytes` more in the batch's buffer, growing it by doubling. */
 function room(b: Batch, bytes: number): void {
@@ -378,21 +390,23 @@ export class DecisionLog extends EventEmitter<DecisionLogEvents> {
     // The hash, sha256hex(prev + canonical) as chainHash() computes it, is taken over the
     // record's bytes with `prev` in front of them, encoded straight into the batch; then the
     // record is moved over `prev` and the hash field appended (see line()).
-    const t = Object.isFrozen(body) ? this.template(body) : null;
+    const t = body instanceof Outcome ? null : Object.isFrozen(body) ? this.template(body) : null;
     let n: number;
-    if (t !== null && (this.plainIds || jsonString(id).length === id.length + 2)) {
+    if (body instanceof Outcome && this.plainIds && writable(body)) {
+      n = this.outcome(b, start, body, id, prev, seq, time);
+    } else if (t !== null && (this.plainIds || jsonString(id).length === id.length + 2)) {
       room(b, prev.length + t[0].length + t[1].length + t[2].length + t[3].length + t[4].length + id.length * 3 + prev.length + 16 + time.length + LINE_TAIL_BYTES + 1);
       const buf = b.buf;
-      let o = ascii(buf, prev, start);
+      let o = latin1(buf, prev, start);
       buf.set(t[0], o);
       o += t[0].length;
-      o = this.plainIds ? ascii(buf, id, o) : o + buf.write(id, o);
+      o += buf.write(id, o);
       buf.set(t[1], o);
-      o = ascii(buf, prev, o + t[1].length);
+      o = latin1(buf, prev, o + t[1].length);
       buf.set(t[2], o);
-      o = ascii(buf, "" + seq, o + t[2].length);
+      o = latin1(buf, "" + seq, o + t[2].length);
       buf.set(t[3], o);
-      o = ascii(buf, time, o + t[3].length);
+      o = latin1(buf, time, o + t[3].length);
       buf.set(t[4], o);
       o += t[4].length;
       n = o - start - prev.length;
@@ -402,7 +416,7 @@ export class DecisionLog extends EventEmitter<DecisionLogEvents> {
       // else through the canonicalize library.
       const open = orderedRecord(body, this.plainIds ? '"' + id + '"' : jsonString(id), '"' + prev + '"', seq, '"' + time + '"') ?? sortedRecord(body, [id, prev, seq, time, LOG_FORMAT_VERSION]);
       room(b, prev.length + open.length * 3 + LINE_TAIL_BYTES);
-      n = b.buf.write(open, ascii(b.buf, prev, start));
+      n = b.buf.write(open, latin1(b.buf, prev, start));
     }
     const hash = this.line(b, start, prev.length, n);
     this.headHash = hash;
@@ -428,8 +442,22 @@ export class DecisionLog extends EventEmitter<DecisionLogEvents> {
     buf[start + p + n] = 0x7d; // "}"
     const hash = oneShotHash("sha256", buf.subarray(start, start + p + n + 1), "hex");
     buf.copyWithin(start, start + p, start + p + n);
-    b.len = ascii(buf, '"}\n', ascii(buf, hash, ascii(buf, ',"hash":"', start + n)));
+    b.len = latin1(buf, ',"hash":"' + hash + '"}\n', start + n);
     return hash;
+  }
+
+  /**
+   * An outcome record's text (`writable()`), field by field in code-point order, behind `prev`
+   * at `start`. Returns its length in bytes.
+   */
+  private outcome(b: Batch, start: number, o: Outcome, id: string, prev: string, seq: number, time: string): number {
+    // One string, one encoding call: quicker than a call per field for text this short.
+    const text =
+      (o.cacheAgeMs === undefined ? '{"' : '{"cacheAgeMs":' + o.cacheAgeMs + ',"') +
+      (o.exception === undefined ? "" : 'exception":' + (typeof o.exception === "number" ? o.exception : jsonString(o.exception)) + ',"') +
+      'id":"' + id + '","latencyMs":' + o.latencyMs + ',"prev":"' + prev + '","ref":"' + o.ref + '","seq":' + seq + ',"status":"' + o.status + '","time":"' + time + OUTCOME_END;
+    room(b, prev.length + text.length * 3 + LINE_TAIL_BYTES);
+    return b.buf.write(text, latin1(b.buf, prev, start));
   }
 
   /** The template of a frozen body: none the first time it is seen (most are seen once), made the second. */

@@ -9,8 +9,8 @@ import type { Principal } from "../pdp/principal.js";
 import type { PolicySet } from "../pdp/policy-set.js";
 import type { Reason } from "../pdp/reasons.js";
 import type { RateState } from "../pdp/conditions/rate.js";
-import { decisionBody, isoMicros } from "../audit/record.js";
-import type { ClientRef, OutcomeBody, OutcomeStatus, RecordBody } from "../audit/record.js";
+import { Outcome, decisionBody, isoMicros } from "../audit/record.js";
+import type { ClientRef, OutcomeStatus, RecordBody } from "../audit/record.js";
 import type { Appended } from "../audit/writer.js";
 import { AuditUnavailableError } from "../audit/writer.js";
 import type { Action } from "../pdp/operation.js";
@@ -186,14 +186,7 @@ export class Enforcer {
   /** Records what the device did with an allowed operation, under its decision's id. */
   outcome(id: string | null, status: OutcomeStatus, latencyMs: number, exception?: number | string, cacheAgeMs?: number): void {
     if (id === null) return;
-    // Keys in code-point order: the log writes it in one pass (see audit/record.ts orderedJson).
-    const ms = Math.round(latencyMs * 1000) / 1000;
-    const body: OutcomeBody =
-      cacheAgeMs !== undefined
-        ? { cacheAgeMs, latencyMs: ms, ref: id, status, type: "outcome" }
-        : exception === undefined
-          ? { latencyMs: ms, ref: id, status, type: "outcome" }
-          : { exception, latencyMs: ms, ref: id, status, type: "outcome" };
+    const body = new Outcome(id, status, Math.round(latencyMs * 1000) / 1000, exception, cacheAgeMs);
     try {
       ignoreRejection(this.deps.log.append(body).durable);
     } catch (e) {

@@ -5,7 +5,7 @@ import path from "node:path";
 import t from "tap";
 import { AuditUnavailableError, DecisionLog } from "../../src/audit/writer.js";
 import { verifyLog } from "../../src/audit/verify.js";
-import { GENESIS_PREV, decisionBody, jcs, recomputeHash } from "../../src/audit/record.js";
+import { GENESIS_PREV, Outcome, decisionBody, jcs, recomputeHash } from "../../src/audit/record.js";
 import { decision, keys, outcome, readRecords, settings, testClock, testIds } from "./helpers.js";
 
 const k = await keys();
@@ -252,4 +252,37 @@ t.test("a body logged again and again is written from the text kept for it: the 
     t.equal(new Set(repeated.map((r) => r["id"])).size, 5, "each its own id");
     t.match(await verifyLog(dir, k.publicKey), { ok: true, records: 16 });
   }
+});
+
+t.test("outcome records written field by field are their canonical text, whatever they carry", async (t) => {
+  const dir = t.testdir({});
+  const log = await DecisionLog.open(settings(dir), { signingKey: k.privateKey });
+  const a = log.append(decision(0));
+  const outcomes = [
+    new Outcome(a.id, "ok", 0.123),
+    new Outcome(a.id, "device-exception", 4.5, 2),
+    new Outcome(a.id, "device-exception", 12, 'BadNodeIdUnknown "quoted" \\ é'),
+    new Outcome(a.id, "ok", 0, undefined, 250),
+    new Outcome(a.id, "timeout", 1000.001, 0x0b, 1e21),
+    new Outcome('not "plain"', "unavailable", 3), // a ref with quotes: the general way
+  ];
+  for (const o of outcomes) log.append(o);
+  t.same(jcs(outcomes[1]), jcs({ exception: 2, latencyMs: 4.5, ref: a.id, status: "device-exception", type: "outcome" }), "an Outcome is the plain object it stands for");
+  t.notOk("exception" in outcomes[0]! || "cacheAgeMs" in outcomes[0]!, "no keys for what it does not carry");
+  await log.close();
+  const lines = readFileSync(seg(dir, 1), "utf8").split("\n").filter((l) => l);
+  const recs = lines.map((l) => JSON.parse(l) as Record<string, unknown> & { hash: string; type: string });
+  t.same(recs.filter((r) => r.type === "outcome").map((r) => [r["status"], r["exception"], r["cacheAgeMs"], r["latencyMs"]]), [
+    ["ok", undefined, undefined, 0.123],
+    ["device-exception", 2, undefined, 4.5],
+    ["device-exception", 'BadNodeIdUnknown "quoted" \\ é', undefined, 12],
+    ["ok", undefined, 250, 0],
+    ["timeout", 11, 1e21, 1000.001],
+    ["unavailable", undefined, undefined, 3],
+  ]);
+  lines.forEach((line, i) => {
+    const { hash, ...rest } = recs[i]!;
+    t.equal(line, jcs(rest).slice(0, -1) + `,"hash":"${hash}"}`, `line ${i + 1} is its canonical text, then the hash`);
+  });
+  t.match(await verifyLog(dir, k.publicKey), { ok: true, records: 8 });
 });
