@@ -141,24 +141,24 @@ function envelopeField(e: number, first: boolean, id: string, prev: string, seq:
 /**
  * A body logged again and again (decisionBody() gives a client that repeats a request the same
  * frozen body): its canonical text with the envelope merged in, cut where the id, prev, seq and
- * time values go, each piece encoded once. Markers hold those places while the text is made; a
- * record's text never holds a raw NUL (JSON escapes it), so they cannot be confused with it.
+ * time values go, made once. Markers hold those places while the text is made; a record's text
+ * never holds a raw NUL (JSON escapes it), so they cannot be confused with it.
  */
-type Template = readonly [Buffer, Buffer, Buffer, Buffer, Buffer];
+type Template = readonly [string, string, string, string, string];
 const MARK = ["\0id\0", "\0prev\0", "\0seq\0", "\0time\0"] as const;
 
 function templateOf(body: AnyBody): Template | null {
-  const text = orderedRecord(body, `"${MARK[0]}"`, `"${MARK[1]}"`, MARK[2], `"${MARK[3]}"`);
+  const text = orderedRecord(body, MARK[0], MARK[1], MARK[2], MARK[3]);
   if (text === undefined) return null;
-  const parts: Buffer[] = [];
+  const parts: string[] = [];
   let from = 0;
   for (const m of MARK) {
     const at = text.indexOf(m, from);
     if (at < 0) return null;
-    parts.push(Buffer.from(text.slice(from, at)));
+    parts.push(text.slice(from, at));
     from = at + m.length;
   }
-  parts.push(Buffer.from(text.slice(from)));
+  parts.push(text.slice(from));
   return parts as unknown as Template;
 }
 
@@ -178,6 +178,17 @@ function plain(s: string): boolean {
   return true;
 }
 
+const OUTCOME_END = `","type":"outcome","v":${LOG_FORMAT_VERSION}`;
+
+/** An outcome record's text (`writable()`), field by field in code-point order, less its closing brace. */
+function outcomeText(o: Outcome, id: string, prev: string, seq: number, time: string): string {
+  return (
+    (o.cacheAgeMs === undefined ? '{"' : '{"cacheAgeMs":' + o.cacheAgeMs + ',"') +
+    (o.exception === undefined ? "" : 'exception":' + (typeof o.exception === "number" ? o.exception : jsonString(o.exception)) + ',"') +
+    'id":"' + id + '","latencyMs":' + o.latencyMs + ',"prev":"' + prev + '","ref":"' + o.ref + '","seq":' + seq + ',"status":"' + o.status + '","time":"' + time + OUTCOME_END
+  );
+}
+
 /** An outcome the writer writes field by field: every number one JSON can carry, the ref plain. */
 function writable(o: Outcome): boolean {
   return plain(o.ref) && plain(o.status) && Number.isFinite(o.latencyMs) && (o.cacheAgeMs === undefined || Number.isFinite(o.cacheAgeMs)) && (typeof o.exception !== "number" || Number.isFinite(o.exception));
@@ -188,7 +199,6 @@ function latin1(buf: Buffer, s: string, at: number): number {
   return at + buf.write(s, at, "latin1");
 }
 
-const OUTCOME_END = `","type":"outcome","v":${LOG_FORMAT_VERSION}`;
 
 /** Room for `bytes` more in the batch's buffer, growing it by doubling. */
 function room(b: Batch, bytes: number): void {
@@ -390,34 +400,22 @@ export class DecisionLog extends EventEmitter<DecisionLogEvents> {
     // The hash, sha256hex(prev + canonical) as chainHash() computes it, is taken over the
     // record's bytes with `prev` in front of them, encoded straight into the batch; then the
     // record is moved over `prev` and the hash field appended (see line()).
-    const t = body instanceof Outcome ? null : Object.isFrozen(body) ? this.template(body) : null;
-    let n: number;
-    if (body instanceof Outcome && this.plainIds && writable(body)) {
-      n = this.outcome(b, start, body, id, prev, seq, time);
-    } else if (t !== null && (this.plainIds || jsonString(id).length === id.length + 2)) {
-      room(b, prev.length + t[0].length + t[1].length + t[2].length + t[3].length + t[4].length + id.length * 3 + prev.length + 16 + time.length + LINE_TAIL_BYTES + 1);
-      const buf = b.buf;
-      let o = latin1(buf, prev, start);
-      buf.set(t[0], o);
-      o += t[0].length;
-      o += buf.write(id, o);
-      buf.set(t[1], o);
-      o = latin1(buf, prev, o + t[1].length);
-      buf.set(t[2], o);
-      o = latin1(buf, "" + seq, o + t[2].length);
-      buf.set(t[3], o);
-      o = latin1(buf, time, o + t[3].length);
-      buf.set(t[4], o);
-      o += t[4].length;
-      n = o - start - prev.length;
-    } else {
-      // The canonical text of the record (envelope and body, keys in code-point order), less
-      // its closing brace: in one pass when the body is built in order (decisionBody is),
-      // else through the canonicalize library.
-      const open = orderedRecord(body, this.plainIds ? '"' + id + '"' : jsonString(id), '"' + prev + '"', seq, '"' + time + '"') ?? sortedRecord(body, [id, prev, seq, time, LOG_FORMAT_VERSION]);
-      room(b, prev.length + open.length * 3 + LINE_TAIL_BYTES);
-      n = b.buf.write(open, latin1(b.buf, prev, start));
+    // The canonical text of the record (envelope and body, keys in code-point order), less its
+    // closing brace, as one string (one encoding call): an outcome written field by field; a
+    // body logged before from the text kept for it; else in one pass when the body is built
+    // in order (decisionBody is), else through the canonicalize library.
+    const idText = this.plainIds ? '"' + id + '"' : jsonString(id);
+    let open: string;
+    if (body instanceof Outcome && this.plainIds && writable(body)) open = outcomeText(body, id, prev, seq, time);
+    else {
+      const t = Object.isFrozen(body) ? this.template(body) : null;
+      open =
+        t !== null
+          ? t[0] + idText + t[1] + '"' + prev + '"' + t[2] + seq + t[3] + '"' + time + '"' + t[4]
+          : (orderedRecord(body, idText, '"' + prev + '"', seq, '"' + time + '"') ?? sortedRecord(body, [id, prev, seq, time, LOG_FORMAT_VERSION]));
     }
+    room(b, prev.length + open.length * 3 + LINE_TAIL_BYTES);
+    const n = b.buf.write(open, latin1(b.buf, prev, start));
     const hash = this.line(b, start, prev.length, n);
     this.headHash = hash;
     this.chainedSeq = seq;
@@ -444,20 +442,6 @@ export class DecisionLog extends EventEmitter<DecisionLogEvents> {
     buf.copyWithin(start, start + p, start + p + n);
     b.len = latin1(buf, ',"hash":"' + hash + '"}\n', start + n);
     return hash;
-  }
-
-  /**
-   * An outcome record's text (`writable()`), field by field in code-point order, behind `prev`
-   * at `start`. Returns its length in bytes.
-   */
-  private outcome(b: Batch, start: number, o: Outcome, id: string, prev: string, seq: number, time: string): number {
-    // One string, one encoding call: quicker than a call per field for text this short.
-    const text =
-      (o.cacheAgeMs === undefined ? '{"' : '{"cacheAgeMs":' + o.cacheAgeMs + ',"') +
-      (o.exception === undefined ? "" : 'exception":' + (typeof o.exception === "number" ? o.exception : jsonString(o.exception)) + ',"') +
-      'id":"' + id + '","latencyMs":' + o.latencyMs + ',"prev":"' + prev + '","ref":"' + o.ref + '","seq":' + seq + ',"status":"' + o.status + '","time":"' + time + OUTCOME_END;
-    room(b, prev.length + text.length * 3 + LINE_TAIL_BYTES);
-    return b.buf.write(text, latin1(b.buf, prev, start));
   }
 
   /** The template of a frozen body: none the first time it is seen (most are seen once), made the second. */
