@@ -1,14 +1,20 @@
 // Decision log benchmark (SPEC §8): records per second, sustained, with the hash chain and
 // group commit, and with strict durability, against a baseline in the same run: the same
 // records as plain JSON lines appended with fs.appendFile (no chain, no fsync).
+// Two kinds of traffic: what the gateway logs (per request a decision, as decisionBody() makes
+// it for 16 polling clients, one request in eight a write with its values, then the outcome),
+// and arbitrary records (every record a body the log has not seen: nothing kept to reuse).
 // Target: ≥ 100,000 records/s with chain and group commit. Run: npm run bench:log
 import { appendFile, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { setImmediate as yieldToIo } from "node:timers/promises";
 import { generateKeyPair } from "jose";
-import type { DecisionBody } from "../../src/audit/record.js";
-import { canonicalJson, chainHash, jcs } from "../../src/audit/record.js";
+import type { DecisionBody, RecordBody } from "../../src/audit/record.js";
+import { Outcome, canonicalJson, chainHash, decisionBody, jcs } from "../../src/audit/record.js";
+import type { Decision } from "../../src/pdp/evaluate.js";
+import type { Operation } from "../../src/pdp/operation.js";
+import type { Principal } from "../../src/pdp/principal.js";
 import { DecisionLog } from "../../src/audit/writer.js";
 import type { WriterSettings } from "../../src/audit/writer.js";
 import type { SigningKeyInput } from "../../src/audit/checkpoint.js";
@@ -43,6 +49,26 @@ const BODIES: DecisionBody[] = Array.from({ length: 8 }, (_, i) => inKeyOrder<De
   ...(i % 2 ? { values: [{ point: "setpoint", table: "holding" as const, address: 100, raw: [50 + i], value: 50 + i }] } : {}),
 }));
 
+/** Arbitrary records: a new object every time (a copy of one of BODIES), so nothing is reused. */
+const arbitrary = (n: number): RecordBody => ({ ...(BODIES[n % BODIES.length] as DecisionBody) });
+
+/** What the gateway logs: 16 clients polling (the same read, decided the same way, again and again), one request in eight a write. */
+function gatewayTraffic(): (n: number, ref: string) => RecordBody {
+  const principals: Principal[] = Array.from({ length: 16 }, (_, i) => ({ sub: `client-${i}`, iss: "https://idp.plant.example", roles: [i % 2 ? "mes" : "historian"], claims: {}, sessionId: `7c1f4a52-0d8e-4e1b-9a53-3d2f6b8e${String(1000 + i)}`, tokenId: `b2e9c0d4-5f61-4a7e-8c3b-1e0f9a7d${String(1000 + i)}`, via: "lease" }));
+  const clients = principals.map((_, i) => ({ address: `10.20.1.${i + 10}`, port: 50_000 + i, protocol: "modbus" as const, transport: "tcp" }));
+  const read: Decision = { effect: "allow", rule: "historian-read", reason: "allowed", policyRevision: "3f2a9c0d1e4b5a67", mode: "enforce", zone: "boiler-house" };
+  const readOp: Operation = { asset: "boiler-plc", action: "read", target: { kind: "range", table: "holding", address: 100, count: 2 } };
+  return (n, ref) => {
+    if (n % 2 === 1) return new Outcome(ref, "ok", 0.117 + (n % 7) / 1000);
+    const r = n >> 1;
+    const k = r % 16;
+    const body =
+      r % 8 === 7
+        ? decisionBody({ ...read, rule: "mes-setpoint", values: [{ point: "setpoint", raw: [40 + (r % 50)], value: 40 + (r % 50) }] }, { asset: "boiler-plc", action: "write", target: { kind: "point", point: "setpoint" }, value: 40 + (r % 50) }, principals[k] as Principal, clients[k] as (typeof clients)[number])
+        : decisionBody(read, readOp, principals[k] as Principal, clients[k] as (typeof clients)[number]);
+    return body;
+  };
+}
 
 function settings(dir: string, durability: "group" | "strict", syncMs = 20): WriterSettings {
   return { dir, syncMs, durability, onFailure: "deny", segmentBytes: 64 << 20, segmentMaxAgeSec: 86_400, checkpointEvery: { records: 1000, seconds: 60 } };
@@ -67,18 +93,26 @@ async function baseline(dir: string): Promise<Row> {
 }
 
 /** Producers append in bursts and yield to I/O; the clock stops when the last record is durable. */
-async function groupCommit(dir: string, signingKey: SigningKeyInput, syncMs: number): Promise<Row> {
+async function groupCommit(dir: string, signingKey: SigningKeyInput, syncMs: number, traffic: "gateway" | "arbitrary"): Promise<Row> {
   const log = await DecisionLog.open(settings(dir, "group", syncMs), { signingKey });
+  const next = traffic === "gateway" ? gatewayTraffic() : arbitrary;
+  let id = "";
+  for (let n = 0; n < 1024; n++) id = log.append(next(n, id)).id; // warm-up: what the log keeps is made here
+  await log.flush();
   const t0 = performance.now();
   let last: Promise<void> = Promise.resolve();
   for (let n = 0; n < RECORDS; ) {
-    for (let k = 0; k < BURST && n < RECORDS; k++, n++) last = log.append(BODIES[n % BODIES.length] as DecisionBody).durable;
+    for (let k = 0; k < BURST && n < RECORDS; k++, n++) {
+      const a = log.append(next(n, id));
+      id = a.id;
+      last = a.durable;
+    }
     await yieldToIo();
   }
   await last;
   const seconds = (performance.now() - t0) / 1000;
   await log.close();
-  return { name: `DecisionLog group commit, syncMs ${syncMs} (chain + fdatasync)`, records: RECORDS, seconds };
+  return { name: `group commit, syncMs ${syncMs}, ${traffic === "gateway" ? "gateway traffic" : "arbitrary records"}`, records: RECORDS, seconds };
 }
 
 /** `clients` concurrent writers, each waiting for its record's fsync before the next. */
@@ -103,8 +137,10 @@ async function main(): Promise<void> {
   try {
     const rows: Row[] = [];
     rows.push(await baseline(root));
-    rows.push(await groupCommit(dir("group20"), privateKey, 20));
-    rows.push(await groupCommit(dir("group5"), privateKey, 5));
+    rows.push(await groupCommit(dir("group20"), privateKey, 20, "gateway"));
+    rows.push(await groupCommit(dir("group20a"), privateKey, 20, "arbitrary"));
+    rows.push(await groupCommit(dir("group5"), privateKey, 5, "gateway"));
+    rows.push(await groupCommit(dir("group5a"), privateKey, 5, "arbitrary"));
     for (const clients of [16, 256, 4096]) rows.push(await strict(dir(`strict${clients}`), privateKey, clients, Math.min(RECORDS, clients * 40)));
     print(rows);
   } finally {
@@ -112,7 +148,7 @@ async function main(): Promise<void> {
   }
 }
 
-/** Where a record's time goes, in µs, measured here: JCS dominates the chain's cost. */
+/** Where an arbitrary record's time goes, in µs, measured here: making its canonical text dominates. */
 function breakdown(): string {
   const N = 50_000;
   const time = (f: (i: number) => unknown) => {
@@ -120,10 +156,10 @@ function breakdown(): string {
     for (let i = 0; i < N; i++) f(i);
     return (((performance.now() - t0) * 1000) / N).toFixed(2);
   };
-  const rec = (i: number) => Object.assign({ v: 1, seq: i, id: "0b0e6f3c-8a4c-4f53-9d0f-0f4b7b0d2a11", time: "2026-03-04T10:00:00.123456Z", prev: "0".repeat(64) }, BODIES[i % BODIES.length]);
-  const canonical = jcs(rec(1));
-  time((i) => jcs(rec(i))); // warm-up
-  return `per record: JCS (canonicalize) ${time((i) => jcs(rec(i)))} µs, canonicalJson (the writer's; fast path for key-ordered records) ${time((i) => canonicalJson(rec(i)))} µs, JSON.stringify ${time((i) => JSON.stringify(rec(i)))} µs, sha256 ${time(() => chainHash("0".repeat(64), canonical))} µs`;
+  const body = (i: number) => BODIES[i % BODIES.length] as DecisionBody;
+  const canonical = jcs(body(1));
+  time((i) => jcs(body(i))); // warm-up
+  return `per record body: JCS (canonicalize) ${time((i) => jcs(body(i)))} µs, canonicalJson (the writer's one pass over key-ordered bodies) ${time((i) => canonicalJson(body(i)))} µs, JSON.stringify (not canonical; for scale) ${time((i) => JSON.stringify(body(i)))} µs, sha256 ${time(() => chainHash("0".repeat(64), canonical))} µs`;
 }
 
 function print(rows: Row[]): void {
@@ -135,8 +171,11 @@ function print(rows: Row[]): void {
     console.log(`${r.name.padEnd(58)} ${r.records.toLocaleString("en").padStart(9)} ${r.seconds.toFixed(2).padStart(8)} ${Math.round(rate(r)).toLocaleString("en").padStart(11)} ${(rate(r) / rate(base)).toFixed(2).padStart(11)}`);
   }
   const group = rows[1] as Row;
+  const arbitraryRow = rows[2] as Row;
   console.log(`\n${breakdown()}`);
-  console.log(`SPEC §8 target: ≥ 100,000 records/s with chain and group commit: ${rate(group) >= 100_000 ? "met" : "NOT met"} (${Math.round(rate(group)).toLocaleString("en")}/s)`);
+  console.log(
+    `SPEC §8 target: ≥ 100,000 records/s with chain and group commit (syncMs 20): gateway traffic ${rate(group) >= 100_000 ? "met" : "NOT met"} (${Math.round(rate(group)).toLocaleString("en")}/s); arbitrary records ${rate(arbitraryRow) >= 100_000 ? "met" : "NOT met"} (${Math.round(rate(arbitraryRow)).toLocaleString("en")}/s)`,
+  );
 }
 
 await main();
