@@ -199,7 +199,6 @@ function latin1(buf: Buffer, s: string, at: number): number {
   return at + buf.write(s, at, "latin1");
 }
 
-
 /** Room for `bytes` more in the batch's buffer, growing it by doubling. */
 function room(b: Batch, bytes: number): void {
   if (b.len + bytes <= b.buf.length) return;
@@ -397,17 +396,15 @@ export class DecisionLog extends EventEmitter<DecisionLogEvents> {
     const prev = this.headHash;
     const b = this.batch;
     const start = b.len;
-    // The hash, sha256hex(prev + canonical) as chainHash() computes it, is taken over the
-    // record's bytes with `prev` in front of them, encoded straight into the batch; then the
-    // record is moved over `prev` and the hash field appended (see line()).
     // The canonical text of the record (envelope and body, keys in code-point order), less its
     // closing brace, as one string (one encoding call): an outcome written field by field; a
     // body logged before from the text kept for it; else in one pass when the body is built
-    // in order (decisionBody is), else through the canonicalize library.
-    const idText = this.plainIds ? '"' + id + '"' : jsonString(id);
+    // in order (decisionBody is), else through the canonicalize library. It is encoded
+    // straight into the batch behind `prev`, and line() hashes and ends it.
     let open: string;
     if (body instanceof Outcome && this.plainIds && writable(body)) open = outcomeText(body, id, prev, seq, time);
     else {
+      const idText = this.plainIds ? '"' + id + '"' : jsonString(id);
       const t = Object.isFrozen(body) ? this.template(body) : null;
       open =
         t !== null
@@ -430,10 +427,10 @@ export class DecisionLog extends EventEmitter<DecisionLogEvents> {
 
   /**
    * The record's text (`n` bytes, less its closing brace) sits in the batch at `start + p`
-   * behind the `p` bytes of `prev`: hashes prev + record, moves the record over prev and ends
-   * the line with the hash field. The stored line is the canonical text with `hash` added
-   * last: still JSON, and its prefix is exactly what was hashed (verifiers recompute from the
-   * parsed record anyway).
+   * behind the `p` bytes of `prev`: takes the hash, sha256hex(prev + canonical) as chainHash()
+   * computes it, over those bytes, moves the record over prev and ends the line with the hash
+   * field. The stored line is the canonical text with `hash` added last: still JSON, and its
+   * prefix is exactly what was hashed (verifiers recompute from the parsed record anyway).
    */
   private line(b: Batch, start: number, p: number, n: number): string {
     const buf = b.buf;
