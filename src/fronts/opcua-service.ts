@@ -15,7 +15,8 @@
 // in which the principal may browse at least one point (checked without rate counters and not
 // logged: it is a visibility filter, not an access to the asset). Reading a Value is a `read`
 // whatever was browsed, so a node id known in advance gives nothing more than browsing would.
-import { AttributeIds, DataValue, ObjectIds, StatusCodes, TimestampsToReturn } from "node-opcua";
+// TranslateBrowsePathsToNodeIds is filtered the same way (filterPaths).
+import { AttributeIds, BrowsePathResult, DataValue, ObjectIds, StatusCodes, TimestampsToReturn } from "node-opcua";
 import type { BrowseDescriptionOptions, CallMethodRequest, CallMethodResultOptions, HistoryReadRequest, HistoryReadResult, ISessionContext, ReadRequestOptions, ReadValueId, StatusCode, WriteValue , BrowseResult, Variant } from "node-opcua";
 import type { Logger } from "pino";
 import type { ClientRef } from "../audit/record.js";
@@ -250,6 +251,41 @@ export class EnforcingAccessor implements AddressSpaceAccessor {
     );
     r.references = refs.filter((_, k) => keep[k]);
     return r;
+  }
+
+  /**
+   * TranslateBrowsePathsToNodeIds, filtered as Browse is (opcua.ts answers the service with the
+   * session): a target that is a point (or part of one) the principal may not `browse` is left
+   * out (the decision logged), an asset folder only shown to a principal who may browse one of
+   * its points; a path left with no target answers BadNoMatch, as a path to nothing would.
+   */
+  async filterPaths(session: unknown, results: BrowsePathResult[]): Promise<BrowsePathResult[]> {
+    const who = this.ctx.identity(session);
+    return Promise.all(
+      results.map(async (r) => {
+        const targets = r.targets ?? [];
+        if (targets.length === 0) return r;
+        const keep = await Promise.all(targets.map((target) => this.visible(who, target.targetId)));
+        const left = targets.filter((_, k) => keep[k]);
+        if (left.length === targets.length) return r;
+        return new BrowsePathResult({ statusCode: left.length > 0 ? r.statusCode : StatusCodes.BadNoMatch, targets: left });
+      }),
+    );
+  }
+
+  /** Whether a node may be shown to `who` (undefined: a session without identity sees no point or asset). */
+  private async visible(who: SessionIdentity | undefined, nodeId: { toString(): string }): Promise<boolean> {
+    const pn = this.ctx.space.pointAt(nodeId);
+    if (pn) {
+      if (!who) {
+        await this.noIdentity(pn, "browse");
+        return false;
+      }
+      return (await this.ctx.enforcer.authorize(who.principal, this.operation(who, pn, "browse"), who.client)).allowed;
+    }
+    const asset = this.ctx.space.folderOf(nodeId);
+    if (asset === undefined) return true;
+    return who !== undefined && this.mayBrowseSome(who, asset);
   }
 
   /** Whether the principal may browse at least one point of the asset (a pure check, not logged). */

@@ -49,6 +49,21 @@ export class FrontSpace {
     return nodeId ? this.byNode.get(nodeId.toString()) : undefined;
   }
 
+  /**
+   * The point a node is, or is part of (a method's argument properties): what deciding access
+   * to that node means. Undefined for every node that is not a point's.
+   */
+  pointAt(nodeId: { toString(): string } | null | undefined): PointNode | undefined {
+    let node: BaseNode | null = nodeId ? this.addressSpace.findNode(nodeId.toString()) : null;
+    for (let depth = 0; node && depth < 4; depth++) {
+      const pn = this.lookup(node.nodeId);
+      if (pn) return pn;
+      const up = node.parentNodeId;
+      node = up ? this.addressSpace.findNode(up) : null;
+    }
+    return this.lookup(nodeId);
+  }
+
   /** The asset whose folder this node is, if it is one. */
   folderOf(nodeId: { toString(): string } | null | undefined): string | undefined {
     const text = nodeId?.toString() ?? "";

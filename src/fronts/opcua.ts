@@ -18,8 +18,8 @@
 //               CreateMonitoredItems per item, monitored items re-decided on every policy reload
 //               (opcua-monitor.ts). The address space follows the policy (opcua-space.ts).
 import { join, resolve } from "node:path";
-import { AnonymousIdentityToken, MessageSecurityMode, ObjectIds, resolveNodeId, OPCUACertificateManager, OPCUAServer, SecurityPolicy, StatusCodes, UAUserManagerBase, UserNameIdentityToken, X509IdentityToken, nodesets } from "node-opcua";
-import type { NodeId, ServerSession, StatusCode } from "node-opcua";
+import { AnonymousIdentityToken, MessageSecurityMode, ObjectIds, resolveNodeId, OPCUACertificateManager, OPCUAServer, SecurityPolicy, StatusCodes, TranslateBrowsePathsToNodeIdsResponse, UAUserManagerBase, UserNameIdentityToken, X509IdentityToken, nodesets } from "node-opcua";
+import type { NodeId, ServerSession, StatusCode, TranslateBrowsePathsToNodeIdsRequest } from "node-opcua";
 import type { Logger } from "pino";
 import type { ClientRef, SessionBody } from "../audit/record.js";
 import { subjectOf } from "../audit/record.js";
@@ -182,9 +182,10 @@ export class OpcuaFront {
         log: this.log,
       };
       if (!engine.addressSpaceAccessor) throw new Error("node-opcua server engine has no address space accessor");
-      engine.addressSpaceAccessor = new EnforcingAccessor(engine.addressSpaceAccessor, ctx);
+      const accessor = new EnforcingAccessor(engine.addressSpaceAccessor, ctx);
+      engine.addressSpaceAccessor = accessor;
       this.monitors = new PointMonitors(ctx);
-      this.hook(server, this.monitors);
+      this.hook(server, this.monitors, accessor);
       await server.start();
     } catch (e) {
       this.server = undefined;
@@ -288,10 +289,17 @@ export class OpcuaFront {
     return true;
   }
 
-  private hook(server: OPCUAServer, monitors: PointMonitors): void {
+  private hook(server: OPCUAServer, monitors: PointMonitors, accessor: EnforcingAccessor): void {
     const s = server as unknown as {
       isValidUserIdentityToken: ValidateToken;
       _on_CreateMonitoredItemsRequest: (message: { request: { subscriptionId: number; itemsToCreate?: unknown[] | null }; session?: unknown }, channel: unknown) => void;
+      _on_TranslateBrowsePathsToNodeIdsRequest: (message: { request: TranslateBrowsePathsToNodeIdsRequest }, channel: unknown) => void;
+      _apply_on_SessionObject: (
+        response: typeof TranslateBrowsePathsToNodeIdsResponse,
+        message: unknown,
+        channel: unknown,
+        action: (session: ServerSession, sendResponse: (r: TranslateBrowsePathsToNodeIdsResponse) => void, sendError: (s: StatusCode) => void) => void | Promise<void>,
+      ) => void;
     };
     const validate = s.isValidUserIdentityToken.bind(server);
     s.isValidUserIdentityToken = (channel, session, token, signature, endpoint, callback) => {
@@ -327,6 +335,25 @@ export class OpcuaFront {
           createItems(message, channel);
         },
       );
+    };
+    // TranslateBrowsePathsToNodeIds: node-opcua's engine resolves paths without the session,
+    // so the front answers the service itself (as node-opcua does, same checks and errors) and
+    // filters the targets as Browse is filtered.
+    s._on_TranslateBrowsePathsToNodeIdsRequest = (message, channel) => {
+      const request = message.request;
+      s._apply_on_SessionObject.call(server, TranslateBrowsePathsToNodeIdsResponse, message, channel, async (session, sendResponse, sendError) => {
+        const paths = request.browsePaths ?? [];
+        if (paths.length === 0) return sendError(StatusCodes.BadNothingToDo);
+        const limit = server.engine.serverCapabilities.operationLimits.maxNodesPerTranslateBrowsePathsToNodeIds;
+        if (limit > 0 && paths.length > limit) return sendError(StatusCodes.BadTooManyOperations);
+        try {
+          const results = await accessor.filterPaths(session, await server.engine.translateBrowsePaths(paths));
+          sendResponse(new TranslateBrowsePathsToNodeIdsResponse({ diagnosticInfos: null, results }));
+        } catch (e) {
+          this.log.error({ err: (e as Error).message }, "OPC UA TranslateBrowsePathsToNodeIds failed");
+          sendError(StatusCodes.BadInternalError);
+        }
+      });
     };
     server.on("session_activated", (session: ServerSession) => this.activated(session));
     server.on("session_closed", (session: ServerSession) => this.closed(session));

@@ -5,7 +5,7 @@ import t from "tap";
 import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { generateKeyPair } from "jose";
-import { AttributeIds, DataType, MonitoringMode, StatusCodes, TimestampsToReturn, UserTokenPolicy, UserTokenType, Variant } from "node-opcua";
+import { AttributeIds, DataType, MonitoringMode, StatusCodes, TimestampsToReturn, UserTokenPolicy, UserTokenType, Variant, makeBrowsePath } from "node-opcua";
 import type { ClientSession, CreateMonitoredItemsRequestOptions, CreateMonitoredItemsResponse, DataValue, EndpointDescription } from "node-opcua";
 import { issueToken } from "../../src/auth/issue.js";
 import { LINE, frontFixture } from "../support/opcua-front.js";
@@ -201,6 +201,24 @@ t.test("browse: points listed per principal; the Objects folder lists the assets
   const read = await visitor.session.read({ nodeId: TEMPERATURE, attributeId: AttributeIds.Value });
   t.equal(read.statusCode.name, "BadUserAccessDenied", "reading by node id is decided too");
   t.match((await h.decisions()).filter((r) => r["action"] === "browse" && r["decision"] === "deny").at(-1), { subject: { sub: "guest-1" }, reason: "no-matching-rule" });
+});
+
+t.test("TranslateBrowsePathsToNodeIds is filtered as Browse is: no point or asset a principal may not browse is found by path", async (t) => {
+  const path = (p: string) => makeBrowsePath("RootFolder", p);
+  const hist = await as("hist-2", ["historian"]);
+  const found = await hist.session.translateBrowsePath([path("/Objects/1:boiler-plc/1:temperature"), path("/Objects/1:boiler-plc"), path("/Objects/Server.ServerStatus")]);
+  t.same(found.map((r) => r.statusCode.name), ["Good", "Good", "Good"]);
+  t.equal(found[0]!.targets?.[0]?.targetId.toString(), TEMPERATURE, "the point's node id");
+  t.equal(found[1]!.targets?.[0]?.targetId.toString(), "ns=1;s=boiler-plc");
+  t.match((await h.decisions()).filter((r) => r["action"] === "browse").at(-1), { decision: "allow", subject: { sub: "hist-2" }, target: { point: "temperature" } });
+
+  const visitor = await as("guest-2", ["visitor"]);
+  const hidden = await visitor.session.translateBrowsePath([path("/Objects/1:boiler-plc/1:temperature"), path("/Objects/1:boiler-plc"), path("/Objects/Server.ServerStatus"), path("/Objects/1:boiler-plc/1:no-such-point")]);
+  t.same(hidden.map((r) => r.statusCode.name), ["BadNoMatch", "BadNoMatch", "Good", "BadNoMatch"], "as if the point and the asset were not there; the server's own nodes as before");
+  t.same(hidden[0]!.targets ?? [], []);
+  t.match((await h.decisions()).filter((r) => r["action"] === "browse" && r["decision"] === "deny").at(-1), { subject: { sub: "guest-2" }, target: { point: "temperature" }, reason: "no-matching-rule" });
+  const read = await visitor.session.read({ nodeId: TEMPERATURE, attributeId: AttributeIds.Value });
+  t.equal(read.statusCode.name, "BadUserAccessDenied", "and reading by node id is still decided");
 });
 
 t.test("X.509 user identity: the role extension gives the role; no role, no session", async (t) => {
