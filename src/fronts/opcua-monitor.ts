@@ -13,7 +13,7 @@
 //
 // Policy reload: every live item is decided again with its session's current principal (each
 // decision logged); one no longer allowed gets a last notification with BadUserAccessDenied and
-// stays stopped (it delivers nothing more; the client deletes it or recreates it).
+// stops (it delivers nothing more); a stopped item that a later reload allows again resumes.
 import { AttributeIds, MonitoredItemCreateResult, StatusCodes } from "node-opcua";
 import type { DataValue, MonitoredItemCreateRequest, NodeId } from "node-opcua";
 import type { MonitorHandle } from "../devices/types.js";
@@ -106,24 +106,32 @@ export class PointMonitors {
     );
   }
 
-  /** Decides every live item again (after a policy reload); stops the ones no longer allowed. */
-  async reauthorize(): Promise<{ kept: number; stopped: number }> {
+  /**
+   * Decides every live item again (after a policy reload): stops the ones no longer allowed,
+   * resumes stopped ones allowed again (their next sample is the point's value).
+   */
+  async reauthorize(): Promise<{ kept: number; stopped: number; resumed: number }> {
     let kept = 0;
     let stopped = 0;
+    let resumed = 0;
     for (const it of [...this.items.values()]) {
-      if (it.stopped) continue;
       const who = this.ctx.identity(it.session);
       if (!who) continue; // its session is ending; the items go with it
       const a = await this.ctx.enforcer.authorize(who.principal, readOf(who, it.pn), who.client);
-      if (a.allowed) {
-        kept++;
-        continue;
+      const at = { asset: it.pn.asset, point: it.pn.point, sub: who.principal.sub, item: it.item.monitoredItemId };
+      if (a.allowed && it.stopped) {
+        resumed++;
+        it.stopped = undefined;
+        this.ctx.log.info(at, "opcua monitored item resumed: allowed again after a policy reload");
+      } else if (a.allowed) kept++;
+      else if (it.stopped) stopped++;
+      else {
+        stopped++;
+        this.stop(it);
+        this.ctx.log.info({ ...at, reason: a.decision.reason }, "opcua monitored item stopped: no longer allowed after a policy reload");
       }
-      stopped++;
-      this.stop(it);
-      this.ctx.log.info({ asset: it.pn.asset, point: it.pn.point, sub: who.principal.sub, reason: a.decision.reason, item: it.item.monitoredItemId }, "opcua monitored item stopped: no longer allowed after a policy reload");
     }
-    return { kept, stopped };
+    return { kept, stopped, resumed };
   }
 
   /** Releases every upstream monitored item (the front stops). */

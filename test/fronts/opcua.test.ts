@@ -265,7 +265,7 @@ t.test("token expiry closes the OPC UA session, logged", async (t) => {
   t.ok(rec.some((r) => r.type === "session" && r.event === "expired" && /OPC UA session closed/.test(r.detail ?? "") && r.client?.protocol === "opcua"), "the closed OPC UA session is logged");
 });
 
-t.test("monitored items: allowed ones deliver changes, denied ones are refused, a reload stops them", async (t) => {
+t.test("monitored items: allowed ones deliver changes, denied ones are refused, a reload stops them and a later one resumes them", async (t) => {
   const c = await as("hist-1", ["historian"]);
   const sub = await subscription(c.session);
   const item = await sub.monitor({ nodeId: COUNT, attributeId: AttributeIds.Value }, { samplingInterval: 50, queueSize: 100, discardOldest: true }, TimestampsToReturn.Both);
@@ -305,4 +305,14 @@ t.test("monitored items: allowed ones deliver changes, denied ones are refused, 
   });
   t.same(mixed.results?.map((r) => r.statusCode.name), ["Good", "BadUserAccessDenied"]);
   t.equal(StatusCodes.Good.name, "Good");
+
+  // Allowed again: the stopped item resumes with the point's values (the decision logged).
+  const before = seen.length;
+  await h.rewritePolicy("packaging-line.yaml", LINE);
+  await until("count values again", () => (seen.slice(before).filter((v) => v.statusCode.isGood()).length >= 2 ? true : undefined));
+  t.ok(seen.slice(before).every((v) => !v.statusCode.isGood() || v.value.dataType === DataType.UInt32), "the point's values");
+  t.match(
+    (await h.decisions()).filter((r) => pointOf(r) === "count" && (r["subject"] as { sub: string } | null)?.sub === "hist-1").at(-1),
+    { decision: "allow", action: "read", policyRevision: h.policy.current().revision },
+  );
 });
