@@ -118,6 +118,8 @@ export interface ClientCertificateOptions {
   opcuaAppUri?: string;
   /** Host names (DNS SANs) of an OPC UA server's application certificate (with `opcuaAppUri`). */
   dnsNames?: readonly string[];
+  /** IP addresses (IP SANs) of an OPC UA server's application certificate (with `opcuaAppUri`). */
+  ipAddresses?: readonly string[];
   days?: number;
   now?: Date;
 }
@@ -135,7 +137,9 @@ export function issueClientCertificate(ca: Ca, o: ClientCertificateOptions): Pro
     cn: o.cn,
     usages: opcua ? F.digitalSignature | F.nonRepudiation | F.keyEncipherment | F.dataEncipherment : F.digitalSignature | F.keyEncipherment,
     eku: opcua ? [x509.ExtendedKeyUsage.clientAuth, x509.ExtendedKeyUsage.serverAuth] : [x509.ExtendedKeyUsage.clientAuth],
-    san: opcua ? [{ type: "url", value: o.opcuaAppUri as string }, ...(o.dnsNames ?? []).map((value) => ({ type: "dns" as const, value }))] : [],
+    san: opcua
+      ? [{ type: "url", value: o.opcuaAppUri as string }, ...(o.dnsNames ?? []).map((value) => ({ type: "dns" as const, value })), ...(o.ipAddresses ?? []).map((value) => ({ type: "ip" as const, value }))]
+      : [],
     extra: o.role !== undefined ? [roleExtension(o.role)] : [],
     days: o.days ?? 365,
     ...(o.now ? { now: o.now } : {}),

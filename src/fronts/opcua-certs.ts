@@ -33,14 +33,25 @@ export interface FrontCertificate {
   readonly status: "kept" | "created";
 }
 
-async function fits(certFile: string, keyFile: string, keysDir: string, applicationUri: string, names: readonly string[], now: Date): Promise<boolean> {
+/** An IP address in one written form (IPv6 expanded), so that a SAN read back compares equal. */
+function ipKey(ip: string): string {
+  if (isIP(ip) !== 6) return ip;
+  const [head = "", tail = ""] = ip.split("::");
+  const h = head ? head.split(":") : [];
+  const t = tail ? tail.split(":") : [];
+  const groups = ip.includes("::") ? [...h, ...Array<string>(8 - h.length - t.length).fill("0"), ...t] : h;
+  return groups.map((g) => parseInt(g, 16).toString(16)).join(":");
+}
+
+async function fits(certFile: string, keyFile: string, keysDir: string, applicationUri: string, names: readonly string[], ips: readonly string[], now: Date): Promise<boolean> {
   try {
     await stat(keyFile);
     const cert = new x509.X509Certificate(await readFile(certFile, "utf8"));
     const ca = new x509.X509Certificate(await readFile(join(keysDir, KEY_FILES.caCert), "utf8"));
     const sans = cert.getExtension(x509.SubjectAlternativeNameExtension)?.names.items ?? [];
     const has = (type: string, value: string) => sans.some((n) => n.type === type && n.value === value);
-    return has("url", applicationUri) && names.every((n) => has("dns", n)) && cert.notAfter.getTime() - now.getTime() > RENEW_BEFORE_MS && (await cert.verify({ publicKey: ca.publicKey, signatureOnly: true }));
+    const hasIp = (ip: string) => sans.some((n) => n.type === "ip" && ipKey(n.value) === ipKey(ip));
+    return has("url", applicationUri) && names.every((n) => has("dns", n)) && ips.every(hasIp) && cert.notAfter.getTime() - now.getTime() > RENEW_BEFORE_MS && (await cert.verify({ publicKey: ca.publicKey, signatureOnly: true }));
   } catch {
     return false;
   }
@@ -48,16 +59,18 @@ async function fits(certFile: string, keyFile: string, keysDir: string, applicat
 
 /**
  * The front's certificate and key under `pkiDir`, issued from the dev CA of `keysDir` when
- * missing or unfit. `advertised`: the host of the endpoint URLs, when it is a name (an
- * address is not put in the certificate).
+ * missing or unfit. `advertised`: the host of the endpoint URLs, put in the certificate as a
+ * DNS name or, when it is an address, as an IP address.
  */
 export async function ensureFrontCertificate(pkiDir: string, keysDir: string, applicationUri: string, now = new Date(), advertised?: string): Promise<FrontCertificate> {
   const certificateFile = join(pkiDir, FRONT_CERT);
   const privateKeyFile = join(pkiDir, FRONT_KEY);
-  const extra = advertised !== undefined && isIP(advertised.replace(/^\[(.*)\]$/, "$1")) === 0 ? [advertised.toLowerCase()] : [];
+  const host = advertised?.replace(/^\[(.*)\]$/, "$1");
+  const ips = host !== undefined && isIP(host) !== 0 ? [host] : [];
+  const extra = host !== undefined && ips.length === 0 ? [host.toLowerCase()] : [];
   const names = [...new Set([...(await serverNames()), ...extra])].sort();
-  if (await fits(certificateFile, privateKeyFile, keysDir, applicationUri, names, now)) return { certificateFile, privateKeyFile, status: "kept" };
-  const issued = await issueClientCertificate(await readCa(keysDir), { cn: "ztgate OPC UA front", opcuaAppUri: applicationUri, dnsNames: names, days: 825, now });
+  if (await fits(certificateFile, privateKeyFile, keysDir, applicationUri, names, ips, now)) return { certificateFile, privateKeyFile, status: "kept" };
+  const issued = await issueClientCertificate(await readCa(keysDir), { cn: "ztgate OPC UA front", opcuaAppUri: applicationUri, dnsNames: names, ipAddresses: ips, days: 825, now });
   await writeKeyFile(privateKeyFile, await privateKeyPem(issued.keys), 0o600);
   // The chain (leaf, then the CA), so clients that do not hold the CA can still build it.
   const caPem = await readFile(join(keysDir, KEY_FILES.caCert), "utf8");

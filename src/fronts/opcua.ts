@@ -17,6 +17,7 @@
 //   services    Read/Write/Call/Browse per item through the enforcement path (opcua-service.ts);
 //               CreateMonitoredItems per item, monitored items re-decided on every policy reload
 //               (opcua-monitor.ts). The address space follows the policy (opcua-space.ts).
+import { isIP } from "node:net";
 import { join, resolve } from "node:path";
 import { AnonymousIdentityToken, MessageSecurityMode, ObjectIds, resolveNodeId, OPCUACertificateManager, OPCUAServer, SecurityPolicy, StatusCodes, TranslateBrowsePathsToNodeIdsResponse, UAUserManagerBase, UserNameIdentityToken, X509IdentityToken, nodesets } from "node-opcua";
 import type { NodeId, ServerSession, StatusCode, TranslateBrowsePathsToNodeIdsRequest } from "node-opcua";
@@ -89,6 +90,12 @@ const POLICIES: Record<OpcuaFrontSettings["securityPolicies"][number], SecurityP
 
 const AUTHENTICATED_USER = resolveNodeId(ObjectIds.WellKnownRole_AuthenticatedUser);
 /** Listen addresses that are no host a client can reach. */
+/** A host as it stands in a URL: an IPv6 address in brackets (node-opcua puts the host in as given). */
+function urlHost(host: string): string {
+  const bare = host.replace(/^\[(.*)\]$/, "$1");
+  return isIP(bare) === 6 ? `[${bare}]` : bare;
+}
+
 const WILDCARDS: ReadonlySet<string> = new Set(["0.0.0.0", "::", "[::]"]);
 
 type ValidateCallback = (err: Error | null, statusCode?: StatusCode) => void;
@@ -146,7 +153,7 @@ export class OpcuaFront {
     const modes = [...new Set(s.securityModes)].map((m) => (m === "Sign" ? MessageSecurityMode.Sign : MessageSecurityMode.SignAndEncrypt));
     const server = new OPCUAServer({
       host: s.host,
-      ...(advertised !== undefined && { hostname: advertised.replace(/^\[(.*)\]$/, "$1") }),
+      ...(advertised !== undefined && { hostname: urlHost(advertised) }),
       port: s.port,
       nodesets: [nodesets.standard],
       certificateFile: cert.certificateFile,
@@ -196,7 +203,7 @@ export class OpcuaFront {
     this.deps.policy.on("reloaded", this.onReload);
     const port = server.endpoints[0]?.port ?? s.port;
     const url = server.endpoints[0]?.endpointDescriptions()[0]?.endpointUrl;
-    this.bound = { host: s.host, port, endpointUrl: url ?? `opc.tcp://${advertised ?? s.host}:${port}` };
+    this.bound = { host: s.host, port, endpointUrl: url ?? `opc.tcp://${urlHost(advertised ?? s.host)}:${port}` };
     this.log.info({ endpoint: this.bound.endpointUrl, policies: s.securityPolicies, modes: s.securityModes, allowNone: s.allowNone, pki: this.pkiDir }, "OPC UA front listening");
     return this.bound;
   }
