@@ -12,6 +12,7 @@ import { PolicyStore } from "./policy/store.js";
 import { displayPath } from "./policy/load.js";
 import { initKeys } from "./auth/keys.js";
 import { TokenVerifier } from "./auth/tokens.js";
+import { LeaseStore } from "./auth/lease-store.js";
 import { RevocationList } from "./auth/revocation.js";
 import { SessionRegistry } from "./auth/sessions.js";
 import type { SessionInfo } from "./auth/sessions.js";
@@ -154,12 +155,15 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     const sessions = new SessionRegistry({ revocations, onListenerError: (e) => log.error({ err: String(e) }, "session end listener failed") });
     metrics.setSources({ sessions: () => sessions.list().map((s) => ({ protocol: s.protocol, kind: s.kind })) });
     stops.push(() => sessions.stop());
-    sessions.on("opened", (e) => audit({ type: "session", event: "opened", session: e.session.id, subject: subjectOfSession(e.session), ...(e.replaces !== undefined && { detail: `replaces ${e.replaces}` }) }));
+    sessions.on("opened", (e) =>
+      audit({ type: "session", event: "opened", session: e.session.id, subject: subjectOfSession(e.session), ...(e.replaces !== undefined && { detail: `replaces ${e.replaces}` }), ...(e.restored && { detail: "lease restored after a restart" }) }),
+    );
     sessions.on("renewed", (e) => audit({ type: "session", event: "renewed", session: e.session.id, subject: subjectOfSession(e.session) }));
     sessions.on("ended", (e) => {
       const event = e.why === "expired" ? "expired" : e.why === "replaced" ? "replaced" : e.why === "closed" ? "closed" : "revoked";
       audit({ type: "session", event, session: e.session.id, subject: subjectOfSession(e.session), detail: e.detail });
     });
+    await restoreLeases(config, sessions, revocations, log, stops);
 
     // Writes held for approval; stopped (each pending one refused and logged) before the log closes.
     const approvals = new ApprovalQueue({ log: decisions, revision: () => policy.current().revision, onDecision: (d, asset) => metrics.decision(d, { asset, action: "write" }) });
@@ -274,4 +278,30 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     await stop().catch(() => undefined);
     throw e;
   }
+}
+
+/**
+ * Leases outlive a restart: kept in keys.dir/leases.json (LeaseStore) on every change, and
+ * opened again here while their token is still good (not expired, not revoked, its issuer still
+ * configured). Each one restored is logged as an `opened` session record.
+ */
+async function restoreLeases(config: GatewayConfig, sessions: SessionRegistry, revocations: RevocationList, log: Logger, stops: Array<() => Promise<void> | void>): Promise<void> {
+  const store = new LeaseStore(join(config.keys.dir, "leases.json"), (e) => log.error({ err: e.message }, "lease list not saved (the leases stay open; the next change writes it again)"));
+  const kept = await store.load();
+  for (const problem of kept.problems) log.warn({ file: store.file }, `leases left out: ${problem}`);
+  let restored = 0;
+  for (const l of kept.leases) {
+    const p = l.principal;
+    const iat = p.claims["iat"];
+    const why = !config.issuers.some((i) => i.issuer === p.iss)
+      ? `its issuer ${p.iss} is no longer configured`
+      : (revocations.check({ jti: p.tokenId, sub: p.sub, iat: typeof iat === "number" ? iat : undefined }) ?? (p.expiresAt !== undefined && p.expiresAt <= Date.now() ? "its token has expired" : undefined));
+    if (why !== undefined) log.info({ lease: l.id, sub: p.sub, source: l.source }, `lease not restored: ${why}`);
+    else if (sessions.restore(l)) restored++;
+  }
+  if (restored > 0) log.info({ file: store.file, leases: restored }, "leases restored");
+  const save = () => store.save(() => sessions.list({ kind: "lease" }));
+  for (const event of ["opened", "renewed", "ended"] as const) sessions.on(event, (e: { session: { kind: string } }) => e.session.kind === "lease" && save());
+  if (kept.leases.length > 0 || kept.problems.length > 0) save(); // the file says what is open now
+  stops.push(() => store.saved());
 }

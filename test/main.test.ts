@@ -3,7 +3,7 @@
 import t from "tap";
 import type { Test } from "tap";
 import { once } from "node:events";
-import { readFileSync } from "node:fs";
+import { readFileSync, statSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import net from "node:net";
 import { join } from "node:path";
@@ -67,14 +67,23 @@ t.test("a start that fails half-way (a port in use) stops what it had started an
   await t.rejects(startGateway(cfg, pino({ level: "silent" })), { code: "EADDRINUSE" });
 });
 
-t.test("a revocation outlives a restart: the revocation list in keys.dir", async (t) => {
-  const cfg = config(t, ["modbus: { listeners: [] }", "sim: { modbus: { enabled: false }, opcua: { enabled: false } }", "opcua: { front: { enabled: false } }", "http: { port: 0, tls: false }"]);
+type Gw = Awaited<ReturnType<typeof startGateway>>;
+
+/** A gateway with the HTTP API (plain HTTP) to stop and start again on the same directories; tokens from its dev issuer. */
+async function restartable(t: Test, listeners: string) {
+  const cfg = config(t, [`modbus: { listeners: ${listeners} }`, "sim: { modbus: { enabled: false }, opcua: { enabled: false } }", "opcua: { front: { enabled: false } }", "http: { port: 0, tls: false }"]);
   const first = await startGateway(cfg, pino({ level: "silent" }));
   const key = await readPrivateKey(join(cfg.keys.dir, KEY_FILES.issuerKey));
-  const admin = await issueToken({ key, sub: "admin-1", roles: ["admin"], ttl: 600 });
-  const mallory = await issueToken({ key, sub: "mallory", roles: ["historian"], ttl: 600 });
-  const call = (gw: typeof first, method: string, path: string, token: string, body?: unknown) =>
-    fetch(`http://127.0.0.1:${gw.http?.address.port as number}${path}`, { method, headers: { authorization: `Bearer ${token}`, ...(body !== undefined && { "content-type": "application/json" }) }, ...(body !== undefined && { body: JSON.stringify(body) }) });
+  const token = (sub: string, roles: string[]) => issueToken({ key, sub, roles, ttl: 600 });
+  const call = (gw: Gw, method: string, path: string, bearer: string, body?: unknown) =>
+    fetch(`http://127.0.0.1:${gw.http?.address.port as number}${path}`, { method, headers: { authorization: `Bearer ${bearer}`, ...(body !== undefined && { "content-type": "application/json" }) }, ...(body !== undefined && { body: JSON.stringify(body) }) });
+  return { cfg, first, token, call };
+}
+
+t.test("a revocation outlives a restart: the revocation list in keys.dir", async (t) => {
+  const { cfg, first, token, call } = await restartable(t, "[]");
+  const admin = await token("admin-1", ["admin"]);
+  const mallory = await token("mallory", ["historian"]);
   t.equal((await call(first, "GET", "/v1/assets", mallory)).status, 200, "mallory's token works");
   const revoked = await call(first, "POST", "/v1/sessions/revoke", admin, { sub: "mallory" });
   t.equal(revoked.status, 200);
@@ -87,4 +96,48 @@ t.test("a revocation outlives a restart: the revocation list in keys.dir", async
   t.equal(after.status, 401, "refused after the restart");
   t.match(await after.json(), { reason: "token-revoked" });
   t.equal((await call(second, "GET", "/v1/assets", admin)).status, 200, "other tokens still work");
+});
+
+t.test("leases outlive a restart: kept in keys.dir/leases.json, opened again while their token is good", async (t) => {
+  const { cfg, first, token, call } = await restartable(t, "[{ name: lease, mode: lease, port: 0 }]");
+  const admin = await token("admin-1", ["admin"]);
+  const hist = await token("hist-1", ["historian"]);
+  const mallory = await token("mallory", ["historian"]);
+  const opened = await call(first, "POST", "/v1/sessions", hist, { protocol: "modbus" });
+  t.equal(opened.status, 201);
+  const lease = (await opened.json()) as { id: string; expiresAt: string };
+  t.equal((await call(first, "POST", "/v1/sessions", admin, { protocol: "modbus", source: "::1" })).status, 201, "an admin opens one for ::1");
+  const byMallory = await call(first, "POST", "/v1/sessions", admin, { protocol: "modbus", source: "127.0.0.2" });
+  t.equal(byMallory.status, 201);
+  t.equal((await call(first, "POST", "/v1/sessions", mallory, { protocol: "modbus", source: "127.0.0.3" })).status, 403, "naming another source needs the admin role");
+  await first.stop();
+  const file = join(cfg.keys.dir, "leases.json");
+  const stored = JSON.parse(readFileSync(file, "utf8")) as { v: number; leases: Array<{ id: string; principal: { sub: string; claims: object } }> };
+  t.equal(stored.v, 1);
+  t.same(stored.leases.map((l) => l.principal.sub).sort(), ["admin-1", "admin-1", "hist-1"]);
+  t.notMatch(readFileSync(file, "utf8"), hist, "never the token itself");
+  t.equal(statSync(file).mode & 0o777, 0o600, "private, like the keys next to it");
+
+  const second = await startGateway(cfg, pino({ level: "silent" }));
+  t.teardown(() => second.stop());
+  const listed = (await (await call(second, "GET", "/v1/sessions", admin)).json()) as { sessions: Array<{ id: string; kind: string; source: string; sub: string; expiresAt: string }> };
+  t.same(listed.sessions.filter((s) => s.sub === "hist-1").map((s) => [s.id, s.kind, s.source, s.expiresAt]), [[lease.id, "lease", "127.0.0.1", lease.expiresAt]], "the same lease, same id and expiry");
+  t.equal(second.sessions.lookupLease("127.0.0.1")?.id, lease.id, "serving its source");
+  t.ok(second.sessions.lookupLease("::1"), "and the admin's for ::1");
+  const records = readFileSync(join(cfg.log.dir, "00000001.jsonl"), "utf8").split("\n").filter((l) => l).map((l) => JSON.parse(l) as Record<string, unknown>);
+  t.match(records.find((r) => r["type"] === "session" && r["session"] === lease.id && r["detail"] === "lease restored after a restart"), { event: "opened", subject: { sub: "hist-1" } }, "logged");
+
+  // What a file may still hold after a crash: a lease revoked since, one of an issuer no longer
+  // configured, one whose token expired, one that is not a lease. Only good ones come back.
+  t.equal((await call(second, "POST", "/v1/sessions/revoke", admin, { sub: "hist-1" })).status, 200);
+  await second.stop();
+  const [h1, a1, a2] = [stored.leases.find((l) => l.principal.sub === "hist-1"), ...stored.leases.filter((l) => l.principal.sub === "admin-1")] as Array<Record<string, unknown> & { principal: Record<string, unknown> }>;
+  writeFileSync(file, JSON.stringify({ v: 1, leases: [h1, { ...a1, principal: { ...a1!.principal, iss: "https://idp.gone.example" } }, { ...a2, source: "127.0.0.9", id: "x-expired", principal: { ...a2!.principal, expiresAt: Date.now() - 1000 } }, { id: 7 }, a2] }));
+  const third = await startGateway(cfg, pino({ level: "silent" }));
+  t.teardown(() => third.stop());
+  t.equal(third.sessions.lookupLease("127.0.0.1"), undefined, "a revoked lease stays ended");
+  t.equal(third.sessions.lookupLease("127.0.0.9"), undefined, "an expired one too");
+  t.same(third.sessions.list({ kind: "lease" }).map((s) => s.id), [a2!["id"]], "only the good one is back (the other issuer's is not)");
+  await third.stop();
+  t.same((JSON.parse(readFileSync(file, "utf8")) as { leases: Array<{ id: string }> }).leases.map((l) => l.id), [a2!["id"]], "and the file says what is open");
 });

@@ -36,6 +36,8 @@ export interface SessionOpened {
   readonly at: number;
   /** The lease this one replaced (same source). */
   readonly replaces?: string;
+  /** A lease kept across a restart (LeaseStore), opened again at start. */
+  readonly restored?: true;
 }
 
 export interface SessionRenewed {
@@ -204,6 +206,25 @@ export class SessionRegistry extends EventEmitter<{ opened: [SessionOpened]; ren
     this.sessions.set(id, s);
     if (opts.kind === "lease") this.leases.set(source as string, s);
     this.notify({ type: "opened", session: s.info(), at, ...(old ? { replaces: old.id } : {}) });
+    this.arm();
+    return s;
+  }
+
+  /**
+   * Opens again a lease kept across a restart, with its id, source and principal as they were
+   * (the caller has checked that its token is still good). Undefined, nothing opened, when its
+   * source or id is taken or it has expired.
+   */
+  restore(lease: { id: string; source: string; protocol: string; openedAt: number; principal: Principal }): Session | undefined {
+    const source = normalizeAddress(lease.source);
+    if (source === undefined || this.leases.has(source) || this.sessions.has(lease.id)) return undefined;
+    const at = this.now();
+    if (lease.principal.expiresAt !== undefined && lease.principal.expiresAt <= at) return undefined;
+    const p: Principal = { ...lease.principal, sessionId: lease.id, via: "lease" };
+    const s = new SessionImpl(lease.id, "lease", lease.protocol, source, lease.openedAt, p, this.report);
+    this.sessions.set(s.id, s);
+    this.leases.set(source, s);
+    this.notify({ type: "opened", session: s.info(), at, restored: true });
     this.arm();
     return s;
   }

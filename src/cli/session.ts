@@ -445,7 +445,7 @@ class Keeper {
         this.lease = a.body as unknown as Lease;
         this.say(`lease ${this.lease.id} renewed ${describe(this.lease)}`);
       } else if (a.status === 404) {
-        this.say(`lease ${held.id} is gone (revoked, expired or the gateway restarted); opening a new one`);
+        this.say(`lease ${held.id} is gone (revoked, expired, or not kept across a gateway restart); opening a new one`);
         const o = await this.open(token);
         if (o.status !== 201) this.say(`opening a new lease was refused: ${problemText(o)}; waiting for the next change of ${this.file}`);
       } else {
