@@ -4,7 +4,7 @@
 // OPC UA upstream) → Modbus fronts → OPC UA front → HTTP API.
 // Every policy change and session event is logged.
 import { readFile } from "node:fs/promises";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { pino } from "pino";
 import type { Logger } from "pino";
 import type { GatewayConfig } from "./config/schema.js";
@@ -163,7 +163,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
       const event = e.why === "expired" ? "expired" : e.why === "replaced" ? "replaced" : e.why === "closed" ? "closed" : "revoked";
       audit({ type: "session", event, session: e.session.id, subject: subjectOfSession(e.session), detail: e.detail });
     });
-    await restoreLeases(config, sessions, revocations, log, stops);
+    await restoreLeases(config, sessions, verifier, log, stops);
 
     // Writes held for approval; stopped (each pending one refused and logged) before the log closes.
     const approvals = new ApprovalQueue({ log: decisions, revision: () => policy.current().revision, onDecision: (d, asset) => metrics.decision(d, { asset, action: "write" }) });
@@ -281,27 +281,25 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
 }
 
 /**
- * Leases outlive a restart: kept in keys.dir/leases.json (LeaseStore) on every change, and
- * opened again here while their token is still good (not expired, not revoked, its issuer still
- * configured). Each one restored is logged as an `opened` session record.
+ * Leases outlive a restart: kept in leases.json beside the decision log's directory (LeaseStore)
+ * on every change, and opened again here when their token still passes verification exactly as
+ * a new one would (not expired, not revoked, issuer, key and audience still configured). Each
+ * one restored is logged as an `opened` session record.
  */
-async function restoreLeases(config: GatewayConfig, sessions: SessionRegistry, revocations: RevocationList, log: Logger, stops: Array<() => Promise<void> | void>): Promise<void> {
-  const store = new LeaseStore(join(config.keys.dir, "leases.json"), (e) => log.error({ err: e.message }, "lease list not saved (the leases stay open; the next change writes it again)"));
+async function restoreLeases(config: GatewayConfig, sessions: SessionRegistry, verifier: TokenVerifier, log: Logger, stops: Array<() => Promise<void> | void>): Promise<void> {
+  const store = new LeaseStore(join(dirname(config.log.dir), "leases.json"), (e) => log.error({ err: e.message }, "lease list not saved (the leases stay open; retried every second)"));
   const kept = await store.load();
   for (const problem of kept.problems) log.warn({ file: store.file }, `leases left out: ${problem}`);
   let restored = 0;
   for (const l of kept.leases) {
-    const p = l.principal;
-    const iat = p.claims["iat"];
-    const why = !config.issuers.some((i) => i.issuer === p.iss)
-      ? `its issuer ${p.iss} is no longer configured`
-      : (revocations.check({ jti: p.tokenId, sub: p.sub, iat: typeof iat === "number" ? iat : undefined }) ?? (p.expiresAt !== undefined && p.expiresAt <= Date.now() ? "its token has expired" : undefined));
-    if (why !== undefined) log.info({ lease: l.id, sub: p.sub, source: l.source }, `lease not restored: ${why}`);
-    else if (sessions.restore(l)) restored++;
+    const v = await verifier.verify(l.token, { via: "bearer" });
+    if (!v.ok) log.info({ lease: l.id, source: l.source, reason: v.reason }, `lease not restored: ${v.detail}`);
+    else if (sessions.restore(l, v.principal)) restored++;
   }
   if (restored > 0) log.info({ file: store.file, leases: restored }, "leases restored");
-  const save = () => store.save(() => sessions.list({ kind: "lease" }));
-  for (const event of ["opened", "renewed", "ended"] as const) sessions.on(event, (e: { session: { kind: string } }) => e.session.kind === "lease" && save());
-  if (kept.leases.length > 0 || kept.problems.length > 0) save(); // the file says what is open now
-  stops.push(() => store.saved());
+  sessions.persist(store); // from here on every change is written; the file now says what is open
+  stops.push(async () => {
+    store.close();
+    await store.saved().catch(() => undefined);
+  });
 }

@@ -3,11 +3,12 @@
 import t from "tap";
 import type { Test } from "tap";
 import { once } from "node:events";
-import { readFileSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import net from "node:net";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { generateKeyPair } from "jose";
 import { pino } from "pino";
 import { issueToken } from "../src/auth/issue.js";
 import { KEY_FILES, readPrivateKey } from "../src/auth/keys.js";
@@ -98,46 +99,77 @@ t.test("a revocation outlives a restart: the revocation list in keys.dir", async
   t.equal((await call(second, "GET", "/v1/assets", admin)).status, 200, "other tokens still work");
 });
 
-t.test("leases outlive a restart: kept in keys.dir/leases.json, opened again while their token is good", async (t) => {
+t.test("leases outlive a restart: kept beside the decision log, opened again when their token verifies again", async (t) => {
   const { cfg, first, token, call } = await restartable(t, "[{ name: lease, mode: lease, port: 0 }]");
   const admin = await token("admin-1", ["admin"]);
   const hist = await token("hist-1", ["historian"]);
-  const mallory = await token("mallory", ["historian"]);
+  const mes = await token("mes-1", ["mes"]);
   const opened = await call(first, "POST", "/v1/sessions", hist, { protocol: "modbus" });
   t.equal(opened.status, 201);
   const lease = (await opened.json()) as { id: string; expiresAt: string };
   t.equal((await call(first, "POST", "/v1/sessions", admin, { protocol: "modbus", source: "::1" })).status, 201, "an admin opens one for ::1");
-  const byMallory = await call(first, "POST", "/v1/sessions", admin, { protocol: "modbus", source: "127.0.0.2" });
-  t.equal(byMallory.status, 201);
-  t.equal((await call(first, "POST", "/v1/sessions", mallory, { protocol: "modbus", source: "127.0.0.3" })).status, 403, "naming another source needs the admin role");
+  t.equal((await call(first, "POST", "/v1/sessions", mes, { protocol: "modbus", source: "127.0.0.3" })).status, 403, "naming another source needs the admin role");
+  const mesLease = (await (await call(first, "POST", "/v1/sessions", admin, { protocol: "modbus", source: "127.0.0.7" })).json()) as { id: string };
+  t.equal((await call(first, "DELETE", `/v1/sessions/${mesLease.id}`, admin)).status, 204, "ended by the admin: out of the file before the answer");
   await first.stop();
-  const file = join(cfg.keys.dir, "leases.json");
-  const stored = JSON.parse(readFileSync(file, "utf8")) as { v: number; leases: Array<{ id: string; principal: { sub: string; claims: object } }> };
+  const file = join(dirname(cfg.log.dir), "leases.json");
+  const stored = JSON.parse(readFileSync(file, "utf8")) as { v: number; leases: Array<{ id: string; source: string; token: string }> };
   t.equal(stored.v, 1);
-  t.same(stored.leases.map((l) => l.principal.sub).sort(), ["admin-1", "admin-1", "hist-1"]);
-  t.notMatch(readFileSync(file, "utf8"), hist, "never the token itself");
-  t.equal(statSync(file).mode & 0o777, 0o600, "private, like the keys next to it");
+  t.same(stored.leases.map((l) => l.source).sort(), ["127.0.0.1", "::1"], "the two open leases, not the ended one");
+  t.equal(statSync(file).mode & 0o777, 0o600, "private: it holds the leases' tokens");
 
   const second = await startGateway(cfg, pino({ level: "silent" }));
   t.teardown(() => second.stop());
-  const listed = (await (await call(second, "GET", "/v1/sessions", admin)).json()) as { sessions: Array<{ id: string; kind: string; source: string; sub: string; expiresAt: string }> };
-  t.same(listed.sessions.filter((s) => s.sub === "hist-1").map((s) => [s.id, s.kind, s.source, s.expiresAt]), [[lease.id, "lease", "127.0.0.1", lease.expiresAt]], "the same lease, same id and expiry");
+  const listed = (await (await call(second, "GET", "/v1/sessions", admin)).json()) as { sessions: Array<{ id: string; kind: string; source: string; sub: string; expiresAt: string; roles: string[] }> };
+  t.same(listed.sessions.filter((s) => s.sub === "hist-1").map((s) => [s.id, s.kind, s.source, s.expiresAt, s.roles]), [[lease.id, "lease", "127.0.0.1", lease.expiresAt, ["historian"]]], "the same lease, same id, expiry and roles");
   t.equal(second.sessions.lookupLease("127.0.0.1")?.id, lease.id, "serving its source");
   t.ok(second.sessions.lookupLease("::1"), "and the admin's for ::1");
+  t.equal(second.sessions.lookupLease("127.0.0.7"), undefined, "the ended one stays ended");
   const records = readFileSync(join(cfg.log.dir, "00000001.jsonl"), "utf8").split("\n").filter((l) => l).map((l) => JSON.parse(l) as Record<string, unknown>);
   t.match(records.find((r) => r["type"] === "session" && r["session"] === lease.id && r["detail"] === "lease restored after a restart"), { event: "opened", subject: { sub: "hist-1" } }, "logged");
 
-  // What a file may still hold after a crash: a lease revoked since, one of an issuer no longer
-  // configured, one whose token expired, one that is not a lease. Only good ones come back.
+  // What a file may still hold after a crash: a lease revoked since, tokens that no longer
+  // verify (expired, for another audience, signed by a key the gateway does not trust), one
+  // that is not a lease. Each token is verified again as a new one would be; only good ones come back.
   t.equal((await call(second, "POST", "/v1/sessions/revoke", admin, { sub: "hist-1" })).status, 200);
   await second.stop();
-  const [h1, a1, a2] = [stored.leases.find((l) => l.principal.sub === "hist-1"), ...stored.leases.filter((l) => l.principal.sub === "admin-1")] as Array<Record<string, unknown> & { principal: Record<string, unknown> }>;
-  writeFileSync(file, JSON.stringify({ v: 1, leases: [h1, { ...a1, principal: { ...a1!.principal, iss: "https://idp.gone.example" } }, { ...a2, source: "127.0.0.9", id: "x-expired", principal: { ...a2!.principal, expiresAt: Date.now() - 1000 } }, { id: 7 }, a2] }));
+  const key = await readPrivateKey(join(cfg.keys.dir, KEY_FILES.issuerKey));
+  const { privateKey: foreign } = await generateKeyPair("EdDSA");
+  const h1 = stored.leases.find((l) => l.source === "127.0.0.1");
+  const a1 = stored.leases.find((l) => l.source === "::1");
+  const entry = (source: string, tok: string) => ({ id: `x-${source}`, source, protocol: "modbus", openedAt: 1, token: tok });
+  writeFileSync(
+    file,
+    JSON.stringify({
+      v: 1,
+      leases: [
+        h1,
+        entry("127.0.0.11", await issueToken({ key, sub: "late", roles: ["historian"], ttl: 600, now: new Date(Date.now() - 3_600_000) })),
+        entry("127.0.0.12", await issueToken({ key, sub: "elsewhere", roles: ["historian"], ttl: 600, audience: "another-gateway" })),
+        entry("127.0.0.13", await issueToken({ key: foreign, sub: "forged", roles: ["admin"], ttl: 600 })),
+        { id: 7 },
+        a1,
+      ],
+    }),
+  );
   const third = await startGateway(cfg, pino({ level: "silent" }));
   t.teardown(() => third.stop());
-  t.equal(third.sessions.lookupLease("127.0.0.1"), undefined, "a revoked lease stays ended");
-  t.equal(third.sessions.lookupLease("127.0.0.9"), undefined, "an expired one too");
-  t.same(third.sessions.list({ kind: "lease" }).map((s) => s.id), [a2!["id"]], "only the good one is back (the other issuer's is not)");
+  t.same(third.sessions.list({ kind: "lease" }).map((s) => s.source), ["::1"], "only the good one is back: not the revoked, expired, foreign-audience or forged ones");
   await third.stop();
-  t.same((JSON.parse(readFileSync(file, "utf8")) as { leases: Array<{ id: string }> }).leases.map((l) => l.id), [a2!["id"]], "and the file says what is open");
+  t.same((JSON.parse(readFileSync(file, "utf8")) as { leases: Array<{ source: string }> }).leases.map((l) => l.source), ["::1"], "and the file says what is open");
+});
+
+
+t.test("a lease list that cannot be written: the lease is open, the answer says it would not outlive a restart", async (t) => {
+  const { cfg, first, token, call } = await restartable(t, "[{ name: lease, mode: lease, port: 0 }]");
+  t.teardown(() => first.stop());
+  // A directory (with something in it) where the file is: every replace fails from now on.
+  const file = join(dirname(cfg.log.dir), "leases.json");
+  rmSync(file, { force: true });
+  mkdirSync(join(file, "in-the-way"), { recursive: true });
+  const hist = await token("hist-1", ["historian"]);
+  const r = await call(first, "POST", "/v1/sessions", hist, { protocol: "modbus" });
+  t.equal(r.status, 500);
+  t.match(await r.json(), { type: "urn:ztgate:error:lease-not-saved", detail: /leases\.json cannot be written: .*would not outlive a restart/ });
+  t.ok(first.sessions.lookupLease("127.0.0.1"), "the lease is open all the same");
 });

@@ -1,20 +1,20 @@
-// Leases outlive a restart (SPEC §3): the open leases are kept in keys.dir/leases.json, next to
-// the revocation list, rewritten (atomically, 0600) whenever one opens, is renewed or ends, and
-// read at start. A lease rests on a verified token until its `exp`; what is restored is that
-// same principal (claims and ids, never the token), and only while it is still good: not
-// expired, not revoked, its issuer still configured (main.ts checks). A file that cannot be
-// read or parsed is reported and left out: losing leases only makes clients lease again.
+// Leases outlive a restart (SPEC §3): the open leases are kept in `leases.json` beside the
+// decision log's directory (per gateway, as the log is), replaced durably whenever one opens, is
+// renewed or ends, and read at start. Each entry keeps the lease's token: at start it is
+// verified again exactly as a new one would be (issuer, key, audience, expiry, revocation, roles
+// claim), and only a lease whose token passes is opened again (main.ts). The file is 0600; a
+// file that cannot be read or parsed is reported and left out: losing leases only makes
+// clients lease again.
 import { readFile } from "node:fs/promises";
-import type { Principal } from "../pdp/principal.js";
-import { writeKeyFile } from "./keys.js";
-import type { Session } from "./sessions.js";
+import { replaceFileDurably } from "../util/durable-file.js";
 
 export interface StoredLease {
   readonly id: string;
   readonly source: string;
   readonly protocol: string;
   readonly openedAt: number;
-  readonly principal: Principal;
+  /** The bearer token the lease rests on (verified again at start). */
+  readonly token: string;
 }
 
 export interface LoadedLeases {
@@ -23,32 +23,26 @@ export interface LoadedLeases {
   readonly problems: string[];
 }
 
-const VIA: ReadonlySet<string> = new Set(["bearer", "lease", "mtls", "opcua-user", "opcua-x509"]);
-
-function isStrings(x: unknown): x is string[] {
-  return Array.isArray(x) && x.every((r) => typeof r === "string");
-}
-
 /** A stored entry, checked field by field; undefined when any is missing or of the wrong kind. */
 function leaseOf(x: unknown): StoredLease | undefined {
   const l = x as Partial<Record<keyof StoredLease, unknown>> | null;
   if (typeof l !== "object" || l === null) return undefined;
-  const p = l.principal as Partial<Record<keyof Principal, unknown>> | null | undefined;
-  if (typeof l.id !== "string" || typeof l.source !== "string" || typeof l.protocol !== "string" || typeof l.openedAt !== "number") return undefined;
-  if (typeof p !== "object" || p === null || typeof p.sub !== "string" || typeof p.iss !== "string" || !isStrings(p.roles)) return undefined;
-  if (typeof p.claims !== "object" || p.claims === null || Array.isArray(p.claims) || typeof p.via !== "string" || !VIA.has(p.via)) return undefined;
-  for (const k of ["sessionId", "tokenId"] as const) if (p[k] !== undefined && typeof p[k] !== "string") return undefined;
-  if (p.expiresAt !== undefined && (typeof p.expiresAt !== "number" || !Number.isFinite(p.expiresAt))) return undefined;
-  return { id: l.id, source: l.source, protocol: l.protocol, openedAt: l.openedAt, principal: p as unknown as Principal };
+  if (typeof l.id !== "string" || typeof l.source !== "string" || typeof l.protocol !== "string" || typeof l.openedAt !== "number" || typeof l.token !== "string") return undefined;
+  return { id: l.id, source: l.source, protocol: l.protocol, openedAt: l.openedAt, token: l.token };
 }
+
+/** How long a failed write waits before it is tried again. */
+const RETRY_MS = 1000;
 
 export class LeaseStore {
   private saving: Promise<void> = Promise.resolve();
   private queued = false;
+  private error: Error | undefined;
+  private retry: NodeJS.Timeout | undefined;
 
   constructor(
     readonly file: string,
-    /** A write that failed (the leases in memory are unchanged; the next change writes again). */
+    /** A write that failed (the leases in memory are unchanged; it is tried again every second). */
     private readonly onError: (e: Error) => void,
   ) {}
 
@@ -79,22 +73,32 @@ export class LeaseStore {
   }
 
   /** Queues a write of the leases `current()` gives when it runs (changes close together share one write). */
-  save(current: () => readonly Session[]): void {
+  save(current: () => readonly StoredLease[]): void {
     if (this.queued) return;
     this.queued = true;
+    clearTimeout(this.retry);
     this.saving = this.saving.then(async () => {
       this.queued = false;
-      const leases: StoredLease[] = current().map((s) => ({ id: s.id, source: s.source as string, protocol: s.protocol, openedAt: s.openedAt, principal: s.principal }));
       try {
-        await writeKeyFile(this.file, JSON.stringify({ v: 1, leases }) + "\n", 0o600);
+        await replaceFileDurably(this.file, JSON.stringify({ v: 1, leases: current() }) + "\n", 0o600);
+        this.error = undefined;
       } catch (e) {
-        this.onError(new Error(`${this.file} cannot be written: ${(e as Error).message}`));
+        this.error = new Error(`${this.file} cannot be written: ${(e as Error).message}`);
+        this.onError(this.error);
+        this.retry = setTimeout(() => this.save(current), RETRY_MS);
+        this.retry.unref();
       }
     });
   }
 
-  /** Resolves once every write queued so far has run. */
-  saved(): Promise<void> {
-    return this.saving;
+  /** Resolves once every write queued so far has run; rejects when the last one failed. */
+  async saved(): Promise<void> {
+    await this.saving;
+    if (this.error) throw this.error;
+  }
+
+  /** Stops retrying (the gateway stops). */
+  close(): void {
+    clearTimeout(this.retry);
   }
 }

@@ -10,7 +10,8 @@
 //
 //   { "v": 1, "jtis": { "<jti>": <keep until, epoch ms> }, "subs": { "<sub>": <revoked at, epoch ms> } }
 import { EventEmitter } from "node:events";
-import { open, readFile, rename } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
+import { replaceFileDurably } from "../util/durable-file.js";
 import { ZtError } from "../errors.js";
 
 export interface Revoked {
@@ -132,16 +133,8 @@ export class RevocationList extends EventEmitter<{ revoked: [Revoked] }> {
     if (file === undefined) return;
     this.saving = this.saving.then(async () => {
       const text = JSON.stringify({ v: 1, jtis: Object.fromEntries(this.jtis), subs: Object.fromEntries(this.subs) }) + "\n";
-      const tmp = `${file}.${process.pid}.tmp`;
       try {
-        const fh = await open(tmp, "w", 0o600);
-        try {
-          await fh.writeFile(text);
-          await fh.datasync();
-        } finally {
-          await fh.close();
-        }
-        await rename(tmp, file);
+        await replaceFileDurably(file, text);
         this.saveError = undefined;
       } catch (e) {
         this.saveError = new ZtError("ZT_REVOCATIONS_INVALID", `revocation list ${file} cannot be written: ${(e as Error).message} (the revocation is in force until the gateway stops)`);

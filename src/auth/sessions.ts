@@ -7,6 +7,7 @@ import { EventEmitter } from "node:events";
 import ipaddr from "ipaddr.js";
 import { ZtError } from "../errors.js";
 import type { Principal } from "../pdp/principal.js";
+import type { StoredLease } from "./lease-store.js";
 import type { RevocationList } from "./revocation.js";
 
 /** `lease`: plain Modbus connections from one source address; `session`: one authenticated connection or OPC UA session. */
@@ -170,6 +171,9 @@ const DETAIL: Record<EndWhy, string> = {
 export class SessionRegistry extends EventEmitter<{ opened: [SessionOpened]; renewed: [SessionRenewed]; ended: [SessionEnded] }> {
   private readonly sessions = new Map<string, SessionImpl>();
   private readonly leases = new Map<string, SessionImpl>();
+  /** Lease id → the bearer token it rests on (kept only for the lease file; never shown). */
+  private readonly tokens = new Map<string, string>();
+  private store?: { save(current: () => readonly StoredLease[]): void; saved(): Promise<void> };
   private readonly now: () => number;
   private readonly newId: () => string;
   private readonly revocations?: RevocationList;
@@ -189,7 +193,7 @@ export class SessionRegistry extends EventEmitter<{ opened: [SessionOpened]; ren
    * Opens a session on a verified principal. A lease needs `source`, and replaces the lease
    * that source had (both events are emitted: the old one's end, then this one's opening).
    */
-  open(principal: Principal, opts: { kind: SessionKind; protocol: string; source?: string }): Session {
+  open(principal: Principal, opts: { kind: SessionKind; protocol: string; source?: string; token?: string }): Session {
     let source: string | undefined;
     if (opts.source !== undefined) {
       source = normalizeAddress(opts.source);
@@ -204,9 +208,13 @@ export class SessionRegistry extends EventEmitter<{ opened: [SessionOpened]; ren
     const old = opts.kind === "lease" ? this.leases.get(source as string) : undefined;
     if (old) this.endOne(old, "replaced", {}, id);
     this.sessions.set(id, s);
-    if (opts.kind === "lease") this.leases.set(source as string, s);
+    if (opts.kind === "lease") {
+      this.leases.set(source as string, s);
+      if (opts.token !== undefined) this.tokens.set(id, opts.token);
+    }
     this.notify({ type: "opened", session: s.info(), at, ...(old ? { replaces: old.id } : {}) });
     this.arm();
+    this.keep(s);
     return s;
   }
 
@@ -215,22 +223,50 @@ export class SessionRegistry extends EventEmitter<{ opened: [SessionOpened]; ren
    * (the caller has checked that its token is still good). Undefined, nothing opened, when its
    * source or id is taken or it has expired.
    */
-  restore(lease: { id: string; source: string; protocol: string; openedAt: number; principal: Principal }): Session | undefined {
+  restore(lease: StoredLease, principal: Principal): Session | undefined {
     const source = normalizeAddress(lease.source);
     if (source === undefined || this.leases.has(source) || this.sessions.has(lease.id)) return undefined;
     const at = this.now();
-    if (lease.principal.expiresAt !== undefined && lease.principal.expiresAt <= at) return undefined;
-    const p: Principal = { ...lease.principal, sessionId: lease.id, via: "lease" };
+    if (principal.expiresAt !== undefined && principal.expiresAt <= at) return undefined;
+    const p: Principal = { ...principal, sessionId: lease.id, via: "lease" };
     const s = new SessionImpl(lease.id, "lease", lease.protocol, source, lease.openedAt, p, this.report);
     this.sessions.set(s.id, s);
     this.leases.set(source, s);
+    this.tokens.set(s.id, lease.token);
     this.notify({ type: "opened", session: s.info(), at, restored: true });
     this.arm();
     return s;
   }
 
+  /**
+   * Keeps the leases in `store` from now on: written on every open, renewal and end of a lease
+   * (a lease opened without its token is not kept: it could not be verified again).
+   */
+  persist(store: { save(current: () => readonly StoredLease[]): void; saved(): Promise<void> }): void {
+    this.store = store;
+    store.save(() => this.kept());
+  }
+
+  /** Resolves once the lease changes made so far are on disk; rejects when that write failed. */
+  leasesSaved(): Promise<void> {
+    return this.store?.saved() ?? Promise.resolve();
+  }
+
+  private kept(): StoredLease[] {
+    const out: StoredLease[] = [];
+    for (const s of this.leases.values()) {
+      const token = this.tokens.get(s.id);
+      if (token !== undefined) out.push({ id: s.id, source: s.source as string, protocol: s.protocol, openedAt: s.openedAt, token });
+    }
+    return out;
+  }
+
+  private keep(s: SessionImpl): void {
+    if (s.kind === "lease") this.store?.save(() => this.kept());
+  }
+
   /** Moves a session onto a fresh token of the same subject, keeping whatever rests on it. */
-  renew(id: string, principal: Principal): RenewResult {
+  renew(id: string, principal: Principal, token?: string): RenewResult {
     const s = this.sessions.get(id);
     if (!s) return { ok: false, error: "unknown-session", detail: `no open session ${id}` };
     if (principal.sub !== s.principal.sub || principal.iss !== s.principal.iss) {
@@ -238,8 +274,11 @@ export class SessionRegistry extends EventEmitter<{ opened: [SessionOpened]; ren
     }
     const previousJti = s.principal.tokenId;
     s.principal = { ...principal, sessionId: id, via: s.principal.via };
+    if (token !== undefined) this.tokens.set(id, token);
+    else this.tokens.delete(id); // the old token no longer speaks for it
     this.notify({ type: "renewed", session: s.info(), at: this.now(), ...(previousJti !== undefined ? { previousJti } : {}) });
     this.arm();
+    this.keep(s);
     return { ok: true, session: s };
   }
 
@@ -315,6 +354,7 @@ export class SessionRegistry extends EventEmitter<{ opened: [SessionOpened]; ren
   private endOne(s: SessionImpl, why: EndWhy, o: { by?: string | undefined }, replacedBy?: string): void {
     this.sessions.delete(s.id);
     if (s.source !== undefined && this.leases.get(s.source) === s) this.leases.delete(s.source);
+    this.tokens.delete(s.id);
     const e: SessionEnded = {
       type: "ended",
       session: s.info(),
@@ -327,6 +367,7 @@ export class SessionRegistry extends EventEmitter<{ opened: [SessionOpened]; ren
     };
     s.end(e);
     this.notify(e);
+    this.keep(s);
   }
 
   /** Emits an event; a listener that throws is reported, never allowed to stop the caller. */

@@ -118,6 +118,18 @@ export async function sessionRoutes(app: FastifyInstance, opts: { deps: HttpAppD
     return id;
   };
 
+  const bearer = (req: FastifyRequest): string | undefined => /^Bearer +(\S+) *$/i.exec(req.headers.authorization ?? "")?.[1];
+
+  /** The lease file written (leases outlive a restart); a 500 when it cannot be, naming what stands. */
+  const leasesSaved = async (what: string): Promise<void> => {
+    try {
+      await deps.sessions.leasesSaved();
+    } catch (e) {
+      log.error({ err: (e as Error).message }, "lease list not saved");
+      throw new HttpProblem(500, errorType("lease-not-saved"), "Lease list not saved", `${(e as Error).message}; ${what}`);
+    }
+  };
+
   /** The bearer token's principal; a missing or refused token is a logged deny and a 401. */
   const authenticate = async (req: FastifyRequest, action: Action): Promise<Principal> => {
     const m = /^Bearer +(\S+) *$/i.exec(req.headers.authorization ?? "");
@@ -150,8 +162,10 @@ export async function sessionRoutes(app: FastifyInstance, opts: { deps: HttpAppD
     const source = req.body.source === undefined ? caller : normalizeAddress(req.body.source);
     if (source === undefined) throw badRequest(`source ${JSON.stringify(req.body.source ?? req.socket.remoteAddress)} is not an IP address`);
     if (source !== caller) requireAdmin(req, p, "write", `opening a lease for another source (${source})`);
-    const s = deps.sessions.open(p, { kind: "lease", protocol: req.body.protocol, source });
+    const token = bearer(req);
+    const s = deps.sessions.open(p, { kind: "lease", protocol: req.body.protocol, source, ...(token !== undefined && { token }) });
     log.info({ session: s.id, sub: p.sub, source, expiresAt: iso(s.expiresAt) }, "lease opened");
+    await leasesSaved(`lease ${s.id} is open but would not outlive a restart of the gateway`);
     return reply.code(201).header("location", `/v1/sessions/${s.id}`).send(leaseView(s));
   });
 
@@ -174,6 +188,7 @@ export async function sessionRoutes(app: FastifyInstance, opts: { deps: HttpAppD
       deps.sessions.revokeById(s.id, p.sub);
     }
     log.info({ session: s.id, by: p.sub }, "session ended by request");
+    if (s.kind === "lease") await leasesSaved(`session ${s.id} is ended, but the lease list on disk still holds it: it would be opened again after a restart until the list is written`);
     return reply.code(204).send();
   });
 
@@ -199,12 +214,13 @@ export async function sessionRoutes(app: FastifyInstance, opts: { deps: HttpAppD
     const p = await authenticate(req, "write");
     const s = lookup(req.params.id);
     if (s.kind !== "lease") throw new HttpProblem(409, errorType("not-a-lease"), "Not a lease", `session ${s.id} rests on a ${s.principal.via} credential, not a token; only leases are renewed`);
-    const r = deps.sessions.renew(s.id, p);
+    const r = deps.sessions.renew(s.id, p, bearer(req));
     if (!r.ok) {
       const id = record({ effect: "deny", reason: "no-matching-rule", rule: null, principal: p, action: "write", client: clientOf(req) });
       throw forbidden("no-matching-rule", `${r.detail}; a lease is renewed with a token of its own subject`, id);
     }
     log.info({ session: s.id, sub: p.sub, expiresAt: iso(r.session.expiresAt) }, "lease renewed");
+    await leasesSaved(`lease ${s.id} is renewed, but after a restart of the gateway it would rest on its previous token until the list is written`);
     return leaseView(r.session);
   });
 }
