@@ -6,6 +6,7 @@
 // certificate there (with its key); it is kept as long as it fits the same way.
 import { readFile, stat } from "node:fs/promises";
 import { isIP } from "node:net";
+import ipaddr from "ipaddr.js";
 import { join } from "node:path";
 import { issueClientCertificate } from "../auth/certs.js";
 import { KEY_FILES, privateKeyPem, readCa, writeKeyFile } from "../auth/keys.js";
@@ -33,14 +34,9 @@ export interface FrontCertificate {
   readonly status: "kept" | "created";
 }
 
-/** An IP address in one written form (IPv6 expanded), so that a SAN read back compares equal. */
+/** An IP address in one written form (IPv4-mapped IPv6 as IPv4, IPv6 compressed), so that a SAN read back compares equal. */
 function ipKey(ip: string): string {
-  if (isIP(ip) !== 6) return ip;
-  const [head = "", tail = ""] = ip.split("::");
-  const h = head ? head.split(":") : [];
-  const t = tail ? tail.split(":") : [];
-  const groups = ip.includes("::") ? [...h, ...Array<string>(8 - h.length - t.length).fill("0"), ...t] : h;
-  return groups.map((g) => parseInt(g, 16).toString(16)).join(":");
+  return ipaddr.isValid(ip) ? ipaddr.process(ip).toString() : ip;
 }
 
 async function fits(certFile: string, keyFile: string, keysDir: string, applicationUri: string, names: readonly string[], ips: readonly string[], now: Date): Promise<boolean> {

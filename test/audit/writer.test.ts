@@ -315,14 +315,16 @@ t.test("random bodies, each appended three times (the third from its kept text):
   const dir = t.testdir({});
   const log = await DecisionLog.open(settings(dir), { signingKey: k.privateKey });
   let appended = 0;
+  const sent: Array<{ id: string; seq: number; body: object }> = [];
   for (let i = 0; i < 150; i++) {
     const body = { ...object(0), type: pick(["decision", "session", "policy"]) } as Record<string, unknown>;
     for (const envelope of ["id", "prev", "seq", "time", "v", "hash"]) delete body[envelope];
     const ordered: Record<string, unknown> = {};
     if (rnd() < 0.8) for (const key of Object.keys(body).sort()) ordered[key] = body[key];
-    const frozen = Object.freeze(rnd() < 0.8 ? ordered : body) as never;
+    const frozen = Object.freeze(rnd() < 0.8 ? ordered : body);
     for (let n = 0; n < 3; n++) {
-      log.append(frozen);
+      const a = log.append(frozen as never);
+      sent.push({ id: a.id, seq: a.seq, body: frozen });
       appended++;
     }
   }
@@ -330,10 +332,18 @@ t.test("random bodies, each appended three times (the third from its kept text):
   const lines = readFileSync(seg(dir, 1), "utf8").split("\n").filter((l) => l);
   t.equal(lines.length, appended + 1, "every record, then the close checkpoint");
   let bad = 0;
-  for (const line of lines) {
+  let wrong = 0;
+  let prev = GENESIS_PREV;
+  lines.slice(0, appended).forEach((line, i) => {
     const { hash, ...rest } = JSON.parse(line) as Record<string, unknown> & { hash: string };
     if (line !== jcs(rest).slice(0, -1) + `,"hash":"${hash}"}`) bad++;
-  }
+    // And it is the record of what was appended: that body, with this record's own envelope.
+    const { id, seq, prev: p, time, v, ...content } = rest;
+    const s = sent[i] as (typeof sent)[number];
+    if (id !== s.id || seq !== s.seq || p !== prev || v !== 1 || typeof time !== "string" || jcs(content) !== jcs(JSON.parse(JSON.stringify(s.body)))) wrong++;
+    prev = hash;
+  });
   t.equal(bad, 0, "no line differs from its canonical text");
+  t.equal(wrong, 0, "each line holds the body appended, under its own id, seq and prev");
   t.match(await verifyLog(dir, k.publicKey), { ok: true, records: appended + 1 });
 });

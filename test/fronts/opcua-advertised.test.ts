@@ -67,6 +67,7 @@ t.test("the certificate follows the advertised address: kept while it names it, 
   t.equal((await ensureFrontCertificate(pki, join(dir, "keys"), uri, new Date(), "127.0.0.1")).status, "created", "another address");
   t.same(sansOf(first.certificateFile, "ip"), ["127.0.0.1"]);
   t.equal((await ensureFrontCertificate(pki, join(dir, "keys"), uri, new Date(), "127.0.0.1")).status, "kept");
+  t.equal((await ensureFrontCertificate(pki, join(dir, "keys"), uri, new Date(), "[::ffff:127.0.0.1]")).status, "kept", "an IPv4-mapped IPv6 address is that IPv4 address");
   t.equal((await ensureFrontCertificate(pki, join(dir, "keys"), uri, new Date(), "gateway.plant.example")).status, "created", "a name");
   t.ok(sansOf(first.certificateFile, "dns").includes("gateway.plant.example"));
 });
