@@ -4,7 +4,7 @@
 // OPC UA upstream) → Modbus fronts → OPC UA front → HTTP API.
 // Every policy change and session event is logged.
 import { readFile } from "node:fs/promises";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { pino } from "pino";
 import type { Logger } from "pino";
 import type { GatewayConfig } from "./config/schema.js";
@@ -287,19 +287,18 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
  * one restored is logged as an `opened` session record.
  */
 async function restoreLeases(config: GatewayConfig, sessions: SessionRegistry, verifier: TokenVerifier, log: Logger, stops: Array<() => Promise<void> | void>): Promise<void> {
-  const store = new LeaseStore(join(dirname(config.log.dir), "leases.json"), (e) => log.error({ err: e.message }, "lease list not saved (the leases stay open; retried every second)"));
+  // Beside the decision log's directory and named after it: one list per gateway, as the log is.
+  const store = new LeaseStore(`${config.log.dir.replace(/[\\/]+$/, "")}.leases.json`, (e) => log.error({ err: e.message }, "lease list not saved (the leases stay open; retried every second)"));
   const kept = await store.load();
   for (const problem of kept.problems) log.warn({ file: store.file }, `leases left out: ${problem}`);
   let restored = 0;
   for (const l of kept.leases) {
     const v = await verifier.verify(l.token, { via: "bearer" });
     if (!v.ok) log.info({ lease: l.id, source: l.source, reason: v.reason }, `lease not restored: ${v.detail}`);
+    else if (l.forOther && !v.principal.roles.some((r) => config.gateway.adminRoles.includes(r))) log.info({ lease: l.id, source: l.source, sub: v.principal.sub }, "lease not restored: it was opened for another address, which needs a role of gateway.adminRoles the token no longer has");
     else if (sessions.restore(l, v.principal)) restored++;
   }
   if (restored > 0) log.info({ file: store.file, leases: restored }, "leases restored");
   sessions.persist(store); // from here on every change is written; the file now says what is open
-  stops.push(async () => {
-    store.close();
-    await store.saved().catch(() => undefined);
-  });
+  stops.push(() => store.close().catch((e: unknown) => log.error({ err: (e as Error).message }, "lease list not saved at stop: the last lease changes may be undone at the next start")));
 }

@@ -6,7 +6,7 @@ import { once } from "node:events";
 import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import net from "node:net";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { generateKeyPair } from "jose";
 import { pino } from "pino";
@@ -112,7 +112,7 @@ t.test("leases outlive a restart: kept beside the decision log, opened again whe
   const mesLease = (await (await call(first, "POST", "/v1/sessions", admin, { protocol: "modbus", source: "127.0.0.7" })).json()) as { id: string };
   t.equal((await call(first, "DELETE", `/v1/sessions/${mesLease.id}`, admin)).status, 204, "ended by the admin: out of the file before the answer");
   await first.stop();
-  const file = join(dirname(cfg.log.dir), "leases.json");
+  const file = `${cfg.log.dir}.leases.json`;
   const stored = JSON.parse(readFileSync(file, "utf8")) as { v: number; leases: Array<{ id: string; source: string; token: string }> };
   t.equal(stored.v, 1);
   t.same(stored.leases.map((l) => l.source).sort(), ["127.0.0.1", "::1"], "the two open leases, not the ended one");
@@ -156,7 +156,12 @@ t.test("leases outlive a restart: kept beside the decision log, opened again whe
   t.teardown(() => third.stop());
   t.same(third.sessions.list({ kind: "lease" }).map((s) => s.source), ["::1"], "only the good one is back: not the revoked, expired, foreign-audience or forged ones");
   await third.stop();
-  t.same((JSON.parse(readFileSync(file, "utf8")) as { leases: Array<{ source: string }> }).leases.map((l) => l.source), ["::1"], "and the file says what is open");
+  t.same((JSON.parse(readFileSync(file, "utf8")) as { leases: Array<{ source: string; forOther?: boolean }> }).leases.map((l) => [l.source, l.forOther]), [["::1", true]], "and the file says what is open (opened by an admin for another address)");
+
+  // The admin lease for ::1 rests on the admin role: without it (adminRoles changed) it does not come back.
+  const fourth = await startGateway({ ...cfg, gateway: { ...cfg.gateway, adminRoles: ["superadmin"] } }, pino({ level: "silent" }));
+  t.teardown(() => fourth.stop());
+  t.same(fourth.sessions.list({ kind: "lease" }), [], "a lease for another address needs the admin role at restore too");
 });
 
 
@@ -164,7 +169,7 @@ t.test("a lease list that cannot be written: the lease is open, the answer says 
   const { cfg, first, token, call } = await restartable(t, "[{ name: lease, mode: lease, port: 0 }]");
   t.teardown(() => first.stop());
   // A directory (with something in it) where the file is: every replace fails from now on.
-  const file = join(dirname(cfg.log.dir), "leases.json");
+  const file = `${cfg.log.dir}.leases.json`;
   rmSync(file, { force: true });
   mkdirSync(join(file, "in-the-way"), { recursive: true });
   const hist = await token("hist-1", ["historian"]);

@@ -5,7 +5,8 @@
 // claim), and only a lease whose token passes is opened again (main.ts). The file is 0600; a
 // file that cannot be read or parsed is reported and left out: losing leases only makes
 // clients lease again.
-import { readFile } from "node:fs/promises";
+import { readFile, readdir, rm } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
 import { replaceFileDurably } from "../util/durable-file.js";
 
 export interface StoredLease {
@@ -15,6 +16,8 @@ export interface StoredLease {
   readonly openedAt: number;
   /** The bearer token the lease rests on (verified again at start). */
   readonly token: string;
+  /** Opened by an admin for another address than the caller's: restored only while the token still has an admin role. */
+  readonly forOther?: true;
 }
 
 export interface LoadedLeases {
@@ -27,8 +30,9 @@ export interface LoadedLeases {
 function leaseOf(x: unknown): StoredLease | undefined {
   const l = x as Partial<Record<keyof StoredLease, unknown>> | null;
   if (typeof l !== "object" || l === null) return undefined;
-  if (typeof l.id !== "string" || typeof l.source !== "string" || typeof l.protocol !== "string" || typeof l.openedAt !== "number" || typeof l.token !== "string") return undefined;
-  return { id: l.id, source: l.source, protocol: l.protocol, openedAt: l.openedAt, token: l.token };
+  if (typeof l.id !== "string" || typeof l.source !== "string" || l.protocol !== "modbus" || typeof l.openedAt !== "number" || typeof l.token !== "string") return undefined;
+  if (l.forOther !== undefined && l.forOther !== true) return undefined;
+  return { id: l.id, source: l.source, protocol: l.protocol, openedAt: l.openedAt, token: l.token, ...(l.forOther && { forOther: true }) };
 }
 
 /** How long a failed write waits before it is tried again. */
@@ -37,8 +41,10 @@ const RETRY_MS = 1000;
 export class LeaseStore {
   private saving: Promise<void> = Promise.resolve();
   private queued = false;
+  private closed = false;
   private error: Error | undefined;
   private retry: NodeJS.Timeout | undefined;
+  private current: (() => readonly StoredLease[]) | undefined;
 
   constructor(
     readonly file: string,
@@ -46,8 +52,11 @@ export class LeaseStore {
     private readonly onError: (e: Error) => void,
   ) {}
 
-  /** The leases kept in the file; none when it does not exist. */
+  /** The leases kept in the file; none when it does not exist. Removes temporary files a crash left (they hold tokens). */
   async load(): Promise<LoadedLeases> {
+    const prefix = `${basename(this.file)}.`;
+    const names = await readdir(dirname(this.file)).catch(() => [] as string[]);
+    for (const n of names) if (n.startsWith(prefix) && n.endsWith(".tmp")) await rm(join(dirname(this.file), n), { force: true });
     let text: string;
     try {
       text = await readFile(this.file, "utf8");
@@ -58,8 +67,9 @@ export class LeaseStore {
     let data: { v?: unknown; leases?: unknown };
     try {
       data = JSON.parse(text) as typeof data;
-    } catch (e) {
-      return { leases: [], problems: [`${this.file} is not JSON: ${(e as Error).message}`] };
+    } catch {
+      // Not the parser's message: it quotes the text, which holds tokens.
+      return { leases: [], problems: [`${this.file} is not JSON`] };
     }
     if (typeof data !== "object" || data === null || data.v !== 1 || !Array.isArray(data.leases)) return { leases: [], problems: [`${this.file}: expected an object with "v": 1 and "leases": [...]`] };
     const leases: StoredLease[] = [];
@@ -74,21 +84,31 @@ export class LeaseStore {
 
   /** Queues a write of the leases `current()` gives when it runs (changes close together share one write). */
   save(current: () => readonly StoredLease[]): void {
-    if (this.queued) return;
+    this.current = current;
+    if (this.queued || this.closed) return;
     this.queued = true;
     clearTimeout(this.retry);
     this.saving = this.saving.then(async () => {
       this.queued = false;
-      try {
-        await replaceFileDurably(this.file, JSON.stringify({ v: 1, leases: current() }) + "\n", 0o600);
-        this.error = undefined;
-      } catch (e) {
-        this.error = new Error(`${this.file} cannot be written: ${(e as Error).message}`);
-        this.onError(this.error);
+      if (this.closed) return;
+      if (!(await this.write(current))) {
+        clearTimeout(this.retry);
         this.retry = setTimeout(() => this.save(current), RETRY_MS);
         this.retry.unref();
       }
     });
+  }
+
+  private async write(current: () => readonly StoredLease[]): Promise<boolean> {
+    try {
+      await replaceFileDurably(this.file, JSON.stringify({ v: 1, leases: current() }) + "\n", 0o600);
+      this.error = undefined;
+      return true;
+    } catch (e) {
+      this.error = new Error(`${this.file} cannot be written: ${(e as Error).message}`);
+      this.onError(this.error);
+      return false;
+    }
   }
 
   /** Resolves once every write queued so far has run; rejects when the last one failed. */
@@ -97,8 +117,16 @@ export class LeaseStore {
     if (this.error) throw this.error;
   }
 
-  /** Stops retrying (the gateway stops). */
-  close(): void {
+  /**
+   * The gateway stops: waits for the write under way, makes one last attempt if the last one
+   * failed, and writes no more. Rejects when the file still does not say what is open.
+   */
+  async close(): Promise<void> {
     clearTimeout(this.retry);
+    await this.saving;
+    if (this.error && this.current && !this.closed) await this.write(this.current);
+    this.closed = true;
+    clearTimeout(this.retry);
+    if (this.error) throw this.error;
   }
 }

@@ -173,6 +173,8 @@ export class SessionRegistry extends EventEmitter<{ opened: [SessionOpened]; ren
   private readonly leases = new Map<string, SessionImpl>();
   /** Lease id → the bearer token it rests on (kept only for the lease file; never shown). */
   private readonly tokens = new Map<string, string>();
+  /** Leases an admin opened for another address than the caller's (kept with that mark). */
+  private readonly forOther = new Set<string>();
   private store?: { save(current: () => readonly StoredLease[]): void; saved(): Promise<void> };
   private readonly now: () => number;
   private readonly newId: () => string;
@@ -193,7 +195,7 @@ export class SessionRegistry extends EventEmitter<{ opened: [SessionOpened]; ren
    * Opens a session on a verified principal. A lease needs `source`, and replaces the lease
    * that source had (both events are emitted: the old one's end, then this one's opening).
    */
-  open(principal: Principal, opts: { kind: SessionKind; protocol: string; source?: string; token?: string }): Session {
+  open(principal: Principal, opts: { kind: SessionKind; protocol: string; source?: string; token?: string; forOther?: boolean }): Session {
     let source: string | undefined;
     if (opts.source !== undefined) {
       source = normalizeAddress(opts.source);
@@ -211,6 +213,7 @@ export class SessionRegistry extends EventEmitter<{ opened: [SessionOpened]; ren
     if (opts.kind === "lease") {
       this.leases.set(source as string, s);
       if (opts.token !== undefined) this.tokens.set(id, opts.token);
+      if (opts.forOther === true) this.forOther.add(id);
     }
     this.notify({ type: "opened", session: s.info(), at, ...(old ? { replaces: old.id } : {}) });
     this.arm();
@@ -233,6 +236,7 @@ export class SessionRegistry extends EventEmitter<{ opened: [SessionOpened]; ren
     this.sessions.set(s.id, s);
     this.leases.set(source, s);
     this.tokens.set(s.id, lease.token);
+    if (lease.forOther === true) this.forOther.add(s.id);
     this.notify({ type: "opened", session: s.info(), at, restored: true });
     this.arm();
     return s;
@@ -256,7 +260,7 @@ export class SessionRegistry extends EventEmitter<{ opened: [SessionOpened]; ren
     const out: StoredLease[] = [];
     for (const s of this.leases.values()) {
       const token = this.tokens.get(s.id);
-      if (token !== undefined) out.push({ id: s.id, source: s.source as string, protocol: s.protocol, openedAt: s.openedAt, token });
+      if (token !== undefined) out.push({ id: s.id, source: s.source as string, protocol: s.protocol, openedAt: s.openedAt, token, ...(this.forOther.has(s.id) && { forOther: true as const }) });
     }
     return out;
   }
@@ -355,6 +359,7 @@ export class SessionRegistry extends EventEmitter<{ opened: [SessionOpened]; ren
     this.sessions.delete(s.id);
     if (s.source !== undefined && this.leases.get(s.source) === s) this.leases.delete(s.source);
     this.tokens.delete(s.id);
+    this.forOther.delete(s.id);
     const e: SessionEnded = {
       type: "ended",
       session: s.info(),

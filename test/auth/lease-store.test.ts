@@ -21,16 +21,16 @@ t.test("kept: open leases with their tokens, on every change; read back; restore
   const a = reg.open(principal("hist-1", now + 60_000), { kind: "lease", protocol: "modbus", source: "::ffff:127.0.0.1", token: "token-a" });
   reg.open(principal("hist-2", now + 60_000), { kind: "session", protocol: "opcua", token: "not-a-lease" });
   reg.open(principal("hist-3", now + 60_000), { kind: "lease", protocol: "modbus", source: "127.0.0.3" }); // no token: cannot be verified again, not kept
-  const gone = reg.open(principal("hist-4", now + 60_000), { kind: "lease", protocol: "modbus", source: "127.0.0.4", token: "token-d" });
+  const gone = reg.open(principal("hist-4", now + 60_000), { kind: "lease", protocol: "modbus", source: "127.0.0.4", token: "token-d", forOther: true });
   await reg.leasesSaved();
-  const read = async () => (await store.load()).leases.map((l) => [l.id, l.source, l.token]);
-  t.same(await read(), [[a.id, "127.0.0.1", "token-a"], [gone.id, "127.0.0.4", "token-d"]], "leases only, the source normalized, each with its token");
+  const read = async () => (await store.load()).leases.map((l) => [l.id, l.source, l.token, l.forOther]);
+  t.same(await read(), [[a.id, "127.0.0.1", "token-a", undefined], [gone.id, "127.0.0.4", "token-d", true]], "leases only, the source normalized, each with its token (and whether an admin opened it for another address)");
   t.equal(statSync(file).mode & 0o777, 0o600);
   t.notMatch(readFileSync(file, "utf8"), /hist-|roles|claims/, "the token, not what was read from it");
   reg.close(gone.id);
   t.ok(reg.renew(a.id, principal("hist-1", now + 120_000), "token-a2").ok);
   await reg.leasesSaved();
-  t.same(await read(), [[a.id, "127.0.0.1", "token-a2"]], "an ended lease leaves the file, a renewed one rests on its new token");
+  t.same(await read(), [[a.id, "127.0.0.1", "token-a2", undefined]], "an ended lease leaves the file, a renewed one rests on its new token");
   t.ok(reg.renew(a.id, principal("hist-1", now + 120_000)).ok);
   await reg.leasesSaved();
   t.same(await read(), [], "renewed without a token: no longer kept (its old token no longer speaks for it)");
@@ -60,12 +60,14 @@ t.test("a missing file holds no lease; a damaged one gives none, saying why", as
     if (text !== undefined) writeFileSync(file, text);
     return new LeaseStore(file, () => undefined).load();
   };
+  writeFileSync(join(dir, "leases.json.0b1c.tmp"), '{"v":1,"leases":[{"token":"eyJ…"}]}');
   t.same(await load(undefined), { leases: [], problems: [] });
-  t.match(await load("{ not json"), { leases: [], problems: [/is not JSON/] });
+  t.throws(() => statSync(join(dir, "leases.json.0b1c.tmp")), { code: "ENOENT" }, "a temporary file a crash left (it holds tokens) is removed");
+  t.same(await load('{ "token": "eyJsecret" '), { leases: [], problems: [`${join(dir, "leases.json")} is not JSON`] }, "no part of the text in the message");
   t.match(await load('{"v":2,"leases":[]}'), { leases: [], problems: [/expected an object with "v": 1/] });
   t.match(await load('{"v":1,"leases":{}}'), { leases: [], problems: [/expected/] });
   const good = { id: "a", source: "127.0.0.1", protocol: "modbus", openedAt: 1, token: "t" };
-  const bad = [{ ...good, id: 1 }, { ...good, token: null }, { ...good, openedAt: "then" }, null];
+  const bad = [{ ...good, id: 1 }, { ...good, token: null }, { ...good, openedAt: "then" }, { ...good, protocol: "opcua" }, { ...good, forOther: "yes" }, null];
   const r = await load(JSON.stringify({ v: 1, leases: [good, ...bad] }));
   t.same(r.leases, [good]);
   t.equal(r.problems.length, bad.length, "one problem per entry left out");
@@ -101,4 +103,10 @@ t.test("a write that fails is reported, leasesSaved rejects, and it is tried aga
   }
   t.match(JSON.parse(readFileSync(join(blocker, "leases.json"), "utf8")), { v: 1, leases: [{ source: "127.0.0.1", token: "tok" }] }, "written by the retry");
   await t.resolves(reg.leasesSaved(), "and saved again");
+
+  // Stopped: one last attempt if the last write failed, then nothing more is written.
+  await blocked.close();
+  reg.open(principal("hist-2", Date.now() + 60_000), { kind: "lease", protocol: "modbus", source: "127.0.0.2", token: "tok2" });
+  await new Promise((r) => setTimeout(r, 200));
+  t.equal((JSON.parse(readFileSync(join(blocker, "leases.json"), "utf8")) as { leases: unknown[] }).leases.length, 1, "no write after close");
 });

@@ -163,7 +163,7 @@ export async function sessionRoutes(app: FastifyInstance, opts: { deps: HttpAppD
     if (source === undefined) throw badRequest(`source ${JSON.stringify(req.body.source ?? req.socket.remoteAddress)} is not an IP address`);
     if (source !== caller) requireAdmin(req, p, "write", `opening a lease for another source (${source})`);
     const token = bearer(req);
-    const s = deps.sessions.open(p, { kind: "lease", protocol: req.body.protocol, source, ...(token !== undefined && { token }) });
+    const s = deps.sessions.open(p, { kind: "lease", protocol: req.body.protocol, source, forOther: source !== caller, ...(token !== undefined && { token }) });
     log.info({ session: s.id, sub: p.sub, source, expiresAt: iso(s.expiresAt) }, "lease opened");
     await leasesSaved(`lease ${s.id} is open but would not outlive a restart of the gateway`);
     return reply.code(201).header("location", `/v1/sessions/${s.id}`).send(leaseView(s));
