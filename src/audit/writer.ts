@@ -239,8 +239,8 @@ export class DecisionLog extends EventEmitter<DecisionLogEvents> {
   private closing = false;
   private retrying: Promise<void> | null = null;
   private counters = { batches: 0, bytes: 0, checkpoints: 0, writeFailures: 0, refused: 0 };
-  private readonly templates = new WeakMap<object, Template | null>();
-  private readonly seenOnce = new WeakSet<object>();
+  /** Frozen bodies: "seen" once, then their template (null when they cannot have one). */
+  private readonly templates = new WeakMap<object, Template | null | "seen">();
   /** Ids from randomUUID: JSON text as they are, no escaping to check. */
   private readonly plainIds: boolean;
 
@@ -444,14 +444,14 @@ export class DecisionLog extends EventEmitter<DecisionLogEvents> {
   /** The template of a frozen body: none the first time it is seen (most are seen once), made the second. */
   private template(body: AnyBody): Template | null {
     const t = this.templates.get(body);
-    if (t !== undefined) return t;
-    if (this.seenOnce.has(body)) {
-      const made = templateOf(body);
-      this.templates.set(body, made);
-      return made;
+    if (t === undefined) {
+      this.templates.set(body, "seen");
+      return null;
     }
-    this.seenOnce.add(body);
-    return null;
+    if (t !== "seen") return t;
+    const made = templateOf(body);
+    this.templates.set(body, made);
+    return made;
   }
 
   // --- group commit --------------------------------------------------------------------------

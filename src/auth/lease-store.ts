@@ -1,6 +1,6 @@
-// Leases outlive a restart (SPEC §3): the open leases are kept in `leases.json` beside the
-// decision log's directory (per gateway, as the log is), replaced durably whenever one opens, is
-// renewed or ends, and read at start. Each entry keeps the lease's token: at start it is
+// Leases outlive a restart (SPEC §3): the open leases are kept in a file beside the decision
+// log's directory and named after it (`<log.dir>.leases.json`: per gateway, as the log is),
+// replaced durably whenever one opens, is renewed or ends, and read at start. Each entry keeps the lease's token: at start it is
 // verified again exactly as a new one would be (issuer, key, audience, expiry, revocation, roles
 // claim), and only a lease whose token passes is opened again (main.ts). The file is 0600; a
 // file that cannot be read or parsed is reported and left out: losing leases only makes

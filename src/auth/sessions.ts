@@ -10,6 +10,12 @@ import type { Principal } from "../pdp/principal.js";
 import type { StoredLease } from "./lease-store.js";
 import type { RevocationList } from "./revocation.js";
 
+/** Where the registry keeps its leases (LeaseStore). */
+export interface LeaseKeeper {
+  save(current: () => readonly StoredLease[]): void;
+  saved(): Promise<void>;
+}
+
 /** `lease`: plain Modbus connections from one source address; `session`: one authenticated connection or OPC UA session. */
 export type SessionKind = "session" | "lease";
 
@@ -175,7 +181,7 @@ export class SessionRegistry extends EventEmitter<{ opened: [SessionOpened]; ren
   private readonly tokens = new Map<string, string>();
   /** Leases an admin opened for another address than the caller's (kept with that mark). */
   private readonly forOther = new Set<string>();
-  private store?: { save(current: () => readonly StoredLease[]): void; saved(): Promise<void> };
+  private store?: LeaseKeeper;
   private readonly now: () => number;
   private readonly newId: () => string;
   private readonly revocations?: RevocationList;
@@ -246,7 +252,7 @@ export class SessionRegistry extends EventEmitter<{ opened: [SessionOpened]; ren
    * Keeps the leases in `store` from now on: written on every open, renewal and end of a lease
    * (a lease opened without its token is not kept: it could not be verified again).
    */
-  persist(store: { save(current: () => readonly StoredLease[]): void; saved(): Promise<void> }): void {
+  persist(store: LeaseKeeper): void {
     this.store = store;
     store.save(() => this.kept());
   }

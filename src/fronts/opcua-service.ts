@@ -241,14 +241,7 @@ export class EnforcingAccessor implements AddressSpaceAccessor {
       r.references = refs.filter((ref) => !this.ctx.space.lookup(ref.nodeId) && this.ctx.space.folderOf(ref.nodeId) === undefined);
       return r;
     }
-    const keep = await Promise.all(
-      refs.map(async (ref) => {
-        const child = this.ctx.space.lookup(ref.nodeId);
-        if (child) return (await this.ctx.enforcer.authorize(who.principal, this.operation(who, child, "browse"), who.client)).allowed;
-        const asset = this.ctx.space.folderOf(ref.nodeId);
-        return asset === undefined || this.mayBrowseSome(who, asset);
-      }),
-    );
+    const keep = await Promise.all(refs.map((ref) => this.visible(who, ref.nodeId)));
     r.references = refs.filter((_, k) => keep[k]);
     return r;
   }

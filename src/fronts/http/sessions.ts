@@ -118,6 +118,7 @@ export async function sessionRoutes(app: FastifyInstance, opts: { deps: HttpAppD
     return id;
   };
 
+  /** The bearer token of the request, if it carries one. */
   const bearer = (req: FastifyRequest): string | undefined => /^Bearer +(\S+) *$/i.exec(req.headers.authorization ?? "")?.[1];
 
   /** The lease file written (leases outlive a restart); a 500 when it cannot be, naming what stands. */
@@ -132,8 +133,8 @@ export async function sessionRoutes(app: FastifyInstance, opts: { deps: HttpAppD
 
   /** The bearer token's principal; a missing or refused token is a logged deny and a 401. */
   const authenticate = async (req: FastifyRequest, action: Action): Promise<Principal> => {
-    const m = /^Bearer +(\S+) *$/i.exec(req.headers.authorization ?? "");
-    const r = m ? await deps.verifier.verify(m[1], { via: "bearer" }) : ({ ok: false, reason: "token-invalid", detail: "no bearer token (Authorization: Bearer <jwt>)" } as const);
+    const token = bearer(req);
+    const r = token !== undefined ? await deps.verifier.verify(token, { via: "bearer" }) : ({ ok: false, reason: "token-invalid", detail: "no bearer token (Authorization: Bearer <jwt>)" } as const);
     if (r.ok) return r.principal;
     record({ effect: "deny", reason: r.reason, rule: null, principal: null, action, client: clientOf(req) });
     throw unauthorized(r.reason, r.detail);
