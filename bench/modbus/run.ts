@@ -6,6 +6,11 @@
 //            gateway throughput ≥ relay throughput (never below 75 %).
 // The PLC and the clients run on worker threads; the relay and the gateway share the main
 // thread (only one of them has clients at a time).
+// The simulated PLC writes the answers to requests it read at once in one write, as
+// pipelining servers do: a pipelined device connection saves the device writes as well as
+// reads. A second gateway, in front of a PLC that writes each answer on its own (as libmodbus's
+// modbus_reply() does), gives the figure against such a device. The direct and relay paths
+// send one request at a time per connection, so for them the two PLCs behave the same.
 //
 // The paths are measured in interleaved rounds (direct, relay, gateway; again; …) rather than
 // one after the other, so that load from elsewhere on the machine falls on the baseline and
@@ -154,16 +159,18 @@ const range = (xs: readonly number[]) => `${Math.min(...xs).toFixed(2)}–${Math
 async function main(): Promise<void> {
   const plc = start({ kind: "plc" });
   const clients = start({ kind: "clients" });
-  const plcPort = ((await plc.ready) as Extract<WorkerResult, { kind: "plc" }>).port;
+  const { port: plcPort, eachPort } = (await plc.ready) as Extract<WorkerResult, { kind: "plc" }>;
   await clients.ready;
   const root = await mkdtemp(path.join(tmpdir(), "ztgate-bench-modbus-"));
   const r = ONLY === "gateway" ? undefined : await relay(plcPort);
-  const g = await startBenchGateway(root, plcPort);
+  const g = await startBenchGateway(path.join(root, "gateway"), plcPort);
+  const ge = ONLY === undefined ? await startBenchGateway(path.join(root, "gateway-each"), eachPort) : undefined;
   try {
     const paths = [
       ...(ONLY === undefined ? [new Path("direct to the simulated PLC", plcPort)] : []),
       ...(r ? [new Path("plain Node TCP relay (net pipe)", r.port)] : []),
       ...(ONLY !== "relay" ? [new Path("ztgate (lease, policy, decision log)", g.port)] : []),
+      ...(ge ? [new Path("ztgate, device writing each answer", ge.port)] : []),
     ];
     const perRound = Math.max(1, Math.round(REQUESTS / ROUNDS));
     const ms = Math.max(100, (SECONDS * 1000) / ROUNDS);
@@ -173,9 +180,10 @@ async function main(): Promise<void> {
     print(paths, perRound, ms);
     console.log(`\ngateway records written: ${records.toLocaleString("en")}`);
     if (device && device.writes !== undefined) console.log(`gateway device writes: ${device.writes.toLocaleString("en")} for ${device.sent.toLocaleString("en")} requests (${(device.sent / Math.max(1, device.writes)).toFixed(1)} per write)`);
-    if (paths.length === 3) verdicts(paths[1] as Path, paths[2] as Path);
+    if (paths.length === 4) verdicts(paths[1] as Path, paths[2] as Path, paths[3] as Path);
   } finally {
     await g.gw.stop();
+    await ge?.gw.stop();
     await r?.close();
     await plc.worker.terminate();
     await clients.worker.terminate();
@@ -194,7 +202,7 @@ function print(paths: readonly Path[], perRound: number, ms: number): void {
   }
 }
 
-function verdicts(relayPath: Path, gw: Path): void {
+function verdicts(relayPath: Path, gw: Path, gwEach: Path): void {
   const p50 = gw.roundP50.map((x, i) => x / (relayPath.roundP50[i] as number));
   const tput = gw.roundThroughput.map((x, i) => x / (relayPath.roundThroughput[i] as number));
   const mp50 = median(p50);
@@ -204,6 +212,8 @@ function verdicts(relayPath: Path, gw: Path): void {
   console.log(
     `gateway throughput / relay throughput: ${mtput.toFixed(2)} median of rounds (${range(tput)}; all rounds ${(gw.throughput / relayPath.throughput).toFixed(2)}) (target ≥ 1.00, never < 0.75: ${mtput >= 1 ? "met" : mtput >= 0.75 ? "above the floor, below the target" : "NOT met"})`,
   );
+  const each = gwEach.roundThroughput.map((x, i) => x / (relayPath.roundThroughput[i] as number));
+  console.log(`  with a device writing each answer on its own: ${median(each).toFixed(2)} median of rounds (${range(each)}); p50 ${median(gwEach.roundP50.map((x, i) => x / (relayPath.roundP50[i] as number))).toFixed(2)} × the relay's`);
 }
 
 await main();

@@ -1,7 +1,9 @@
 // The two helpers of bench/modbus/run.ts, each on its own thread so that neither competes with
 // the component under test for the main event loop: the simulated PLC (the device) and the
 // load generator (Modbus clients, driven by messages, one measurement at a time). The main
-// thread runs the relay and the gateway.
+// thread runs the relay and the gateway. The PLC's thread runs two: the simulated PLC as it
+// is (answers to requests read at once leave in one write) and one writing each answer on its
+// own (as libmodbus's modbus_reply() does), for the gateway's figure against such a device.
 import { once } from "node:events";
 import net from "node:net";
 import { parentPort, workerData } from "node:worker_threads";
@@ -15,7 +17,7 @@ export type Measurement =
   | { readonly kind: "throughput"; readonly port: number; readonly unit: number; readonly clients: number; readonly warmupMs: number; readonly ms: number };
 
 export type WorkerResult =
-  | { readonly kind: "plc"; readonly port: number }
+  | { readonly kind: "plc"; readonly port: number; readonly eachPort: number }
   | { readonly kind: "clients" }
   | { readonly kind: "latency"; readonly micros: number[]; readonly errors: number }
   | { readonly kind: "throughput"; readonly requests: number; readonly seconds: number; readonly errors: number };
@@ -113,7 +115,8 @@ if (parentPort) {
   const task = workerData as WorkerTask;
   if (task.kind === "plc") {
     const plc = new SimulatedPlc({ scanMs: 100 });
-    void plc.start().then((p) => port.postMessage({ kind: "plc", port: p } satisfies WorkerResult));
+    const each = new SimulatedPlc({ scanMs: 100, answerWrites: "each" });
+    void Promise.all([plc.start(), each.start()]).then(([p, e]) => port.postMessage({ kind: "plc", port: p, eachPort: e } satisfies WorkerResult));
   } else {
     port.on("message", (m: Measurement) => void measure(m).then((r) => port.postMessage(r)));
     port.postMessage({ kind: "clients" } satisfies WorkerResult);

@@ -17,7 +17,10 @@
 // the right answer for a target that does not respond.
 //
 // Answers on one connection leave in the order the requests came (pipelining works); many
-// connections are served at once.
+// connections are served at once. The answers to the requests that arrived together (one read
+// of the socket) leave together, in one write, as pipelining servers do (Redis, HTTP/1.1
+// servers); `answerWrites: "each"` gives every answer its own write instead, as libmodbus's
+// modbus_reply() does. `stats().answerWrites` counts the writes.
 import { EventEmitter, once } from "node:events";
 import net from "node:net";
 import { readFrame, encodeFrame } from "../wire/mbap.js";
@@ -42,6 +45,11 @@ export interface SimulatedPlcOptions {
   readonly identity?: { readonly vendor?: string; readonly productCode?: string; readonly revision?: string };
   /** Connections accepted at once; more are closed at once, like a PLC with few sockets. Default unbounded. */
   readonly maxConnections?: number;
+  /**
+   * "together" (default): the answers to requests read from the socket at once leave in one
+   * write. "each": one write per answer (a device that serves one request at a time).
+   */
+  readonly answerWrites?: "together" | "each";
 }
 
 export interface PlcListenOptions {
@@ -71,6 +79,8 @@ export interface PlcStats {
   /** Connections open now, and accepted since construction. */
   readonly connections: number;
   readonly accepted: number;
+  /** Socket writes of answers (one per answer with answerWrites "each"). */
+  readonly answerWrites: number;
 }
 
 /** One request as the PLC saw it (the `request` event), for tests that watch the device side. */
@@ -116,7 +126,8 @@ export class SimulatedPlc extends EventEmitter<{ request: [PlcRequestEvent]; mal
   private delayMs = 0;
   private boundPort = 0;
   private boundHost = "127.0.0.1";
-  private counts = { malformedFrames: 0, invalidRequests: 0, ignored: 0, dropped: 0, accepted: 0 };
+  private counts = { malformedFrames: 0, invalidRequests: 0, ignored: 0, dropped: 0, accepted: 0, answerWrites: 0 };
+  private readonly together: boolean;
   private readonly served: Record<number, number> = {};
   private readonly exceptions: Record<number, number> = {};
 
@@ -126,6 +137,7 @@ export class SimulatedPlc extends EventEmitter<{ request: [PlcRequestEvent]; mal
     this.size = options.tableSize ?? TABLE_SIZE;
     if (!Number.isInteger(this.size) || this.size < 1 || this.size > TABLE_SIZE) throw new RangeError(`SimulatedPlc: tableSize ${this.size} is not 1..${TABLE_SIZE}`);
     this.maxConnections = options.maxConnections;
+    this.together = (options.answerWrites ?? "together") === "together";
     // Full-size arrays whatever tableSize says: the boiler's addresses always exist.
     this.memory = { coils: new Uint8Array(TABLE_SIZE), discrete: new Uint8Array(TABLE_SIZE), input: new Uint16Array(TABLE_SIZE), holding: new Uint16Array(TABLE_SIZE) };
     this.boiler = new Boiler(this.memory, options.boiler);
@@ -205,6 +217,7 @@ export class SimulatedPlc extends EventEmitter<{ request: [PlcRequestEvent]; mal
       dropped: c.dropped,
       connections: this.conns.size,
       accepted: c.accepted,
+      answerWrites: c.answerWrites,
     };
   }
 
@@ -227,6 +240,7 @@ export class SimulatedPlc extends EventEmitter<{ request: [PlcRequestEvent]; mal
 
   private receive(conn: Conn, chunk: Buffer): void {
     const buf = conn.rest ? Buffer.concat([conn.rest, chunk]) : chunk;
+    const out: Buffer[] = [];
     let off = 0;
     while (off < buf.length) {
       const f = readFrame(buf, off);
@@ -234,6 +248,7 @@ export class SimulatedPlc extends EventEmitter<{ request: [PlcRequestEvent]; mal
       if (f.kind === "malformed") {
         this.counts.malformedFrames++;
         this.emit("malformed", f.reason);
+        this.send(conn, out); // the answers to the valid frames in front of it
         this.drop(conn);
         return;
       }
@@ -254,10 +269,11 @@ export class SimulatedPlc extends EventEmitter<{ request: [PlcRequestEvent]; mal
         continue;
       }
       const p: Pending = { due: 0, transactionId: f.transactionId, unitId: f.unitId, fc, req: parsed.ok ? parsed.request : parsed.exception };
-      if (this.delayMs === 0 && conn.pending.length === 0) this.answer(conn, p);
+      if (this.delayMs === 0 && conn.pending.length === 0) this.answer(conn, p, out);
       else this.defer(conn, { ...p, due: Date.now() + this.delayMs });
     }
     conn.rest = off < buf.length ? Buffer.from(buf.subarray(off)) : undefined;
+    this.send(conn, out);
   }
 
   private defer(conn: Conn, p: Pending): void {
@@ -270,12 +286,15 @@ export class SimulatedPlc extends EventEmitter<{ request: [PlcRequestEvent]; mal
     if (!head) return;
     conn.timer = setTimeout(() => {
       const now = Date.now();
-      while (conn.pending.length > 0 && (conn.pending[0] as Pending).due <= now) this.answer(conn, conn.pending.shift() as Pending);
+      const out: Buffer[] = [];
+      while (conn.pending.length > 0 && (conn.pending[0] as Pending).due <= now) this.answer(conn, conn.pending.shift() as Pending, out);
+      this.send(conn, out);
       this.schedule(conn);
     }, Math.max(0, head.due - Date.now()));
   }
 
-  private answer(conn: Conn, p: Pending): void {
+  /** Carries out `p` and queues its answer frame in `out` (written now with answerWrites "each"). */
+  private answer(conn: Conn, p: Pending, out: Buffer[]): void {
     if (this.silent) {
       this.counts.dropped++;
       return;
@@ -283,7 +302,18 @@ export class SimulatedPlc extends EventEmitter<{ request: [PlcRequestEvent]; mal
     const pdu = typeof p.req === "number" ? encodeException(p.fc, p.req) : this.execute(p.req);
     this.served[p.fc] = (this.served[p.fc] ?? 0) + 1;
     if (pdu.length === 2 && ((pdu[0] as number) & 0x80) !== 0) this.exceptions[pdu[1] as number] = (this.exceptions[pdu[1] as number] ?? 0) + 1;
-    if (!conn.socket.destroyed) conn.socket.write(encodeFrame(p.transactionId, p.unitId, pdu));
+    out.push(encodeFrame(p.transactionId, p.unitId, pdu));
+    if (!this.together) this.send(conn, out);
+  }
+
+  /** Writes the answers queued in `out` (one write) and empties it. */
+  private send(conn: Conn, out: Buffer[]): void {
+    if (out.length === 0) return;
+    if (!conn.socket.destroyed) {
+      conn.socket.write(out.length === 1 ? (out[0] as Buffer) : Buffer.concat(out));
+      this.counts.answerWrites++;
+    }
+    out.length = 0;
   }
 
   /** Carries out one valid request on the memory; returns the response PDU. */

@@ -213,6 +213,21 @@ t.test("pipelined requests are answered in order, also when delayed", async (t) 
   t.throws(() => plc.setDelay(-1), RangeError);
 });
 
+t.test("answers to requests read at once leave in one write; answerWrites each: a write per answer", async (t) => {
+  const batch = Array.from({ length: 20 }, (_, i) => frame(300 + i, 1, [3, 0, 100, 0, 2]));
+  for (const answerWrites of ["together", "each"] as const) {
+    const { plc, port } = await startPlc(t, { scanMs: 0, answerWrites });
+    const c = await RawClient.connect(port);
+    t.teardown(() => c.close());
+    c.send(...batch); // one write of 240 bytes: one read on loopback
+    const answers = await c.next(20);
+    t.same(answers.map((a) => a.transactionId), Array.from({ length: 20 }, (_, i) => 300 + i), `${answerWrites}: every answer, in order`);
+    const writes = plc.stats().answerWrites;
+    if (answerWrites === "each") t.equal(writes, 20, "each: one write per answer");
+    else t.ok(writes >= 1 && writes < 20, `together: the answers left in ${writes} write(s), not 20`);
+  }
+});
+
 t.test("silent: requests are read and never answered; answers resume after", async (t) => {
   const { plc, port } = await startPlc(t);
   const c = await RawClient.connect(port);
