@@ -6,7 +6,8 @@
 // `saved()` says when what was revoked so far is on disk. A file that exists but cannot be read
 // or parsed stops the gateway's start (ZT_REVOCATIONS_INVALID): starting without it would
 // accept revoked tokens again. Token revocations are dropped from it once their token has
-// expired (plus the grace); subject revocations are kept.
+// expired (plus the grace); a token revoked by id while no session rests on it (its expiry
+// unknown) and subject revocations are kept for good.
 //
 //   { "v": 1, "jtis": { "<jti>": <keep until, epoch ms> }, "subs": { "<sub>": <revoked at, epoch ms> } }
 import { EventEmitter } from "node:events";
@@ -22,6 +23,8 @@ export interface Revoked {
 
 /** Longer than any accepted clockTolerance (the schema caps it at 300 s). */
 const GRACE_MS = 300_000;
+/** "Keep until" of a token revocation whose token's expiry is not known: never forgotten. */
+const FOREVER = Number.MAX_SAFE_INTEGER;
 
 export class RevocationList extends EventEmitter<{ revoked: [Revoked] }> {
   /** jti → when the entry may be forgotten (the token's exp plus the grace). */
@@ -83,13 +86,14 @@ export class RevocationList extends EventEmitter<{ revoked: [Revoked] }> {
   }
 
   /**
-   * Revokes one token. `expiresAt` (epoch ms) bounds how long the entry is kept; unknown,
-   * it is kept for a day.
+   * Revokes one token. `expiresAt` (epoch ms) bounds how long the entry is kept; unknown (no
+   * session rests on the token, so its `exp` was never seen), it is kept for good: a token
+   * could live any length of time, and one revoked before its first use must stay refused.
    */
   revokeJti(jti: string, expiresAt?: number): void {
     const at = this.now();
     this.purge(at);
-    const until = (expiresAt ?? at + 86_400_000) + GRACE_MS;
+    const until = expiresAt !== undefined ? expiresAt + GRACE_MS : FOREVER;
     this.jtis.set(jti, Math.max(until, this.jtis.get(jti) ?? 0));
     this.save();
     this.emit("revoked", { jti, at });

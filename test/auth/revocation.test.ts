@@ -34,6 +34,13 @@ t.test("revocations outlive a restart", async (t) => {
   c.revokeJti("jti-3");
   await c.saved();
   t.same(Object.keys(JSON.parse(readFileSync(file, "utf8")).jtis as object), ["jti-3"]);
+
+  // A token revoked with its expiry unknown (no session rested on it) stays revoked for good:
+  // a week-long token revoked before its first use is still refused a year on, and after a restart.
+  now = T0 + 365 * 86_400_000;
+  t.match(c.check({ jti: "jti-3", sub: "alice" }), /token jti-3 was revoked/, "a year on");
+  const d = await RevocationList.open(file, { now: () => now });
+  t.match(d.check({ jti: "jti-3", sub: "alice" }), /token jti-3 was revoked/, "and after a restart");
 });
 
 t.test("a list that cannot be read or parsed stops the start, naming the file and what is wrong", async (t) => {
