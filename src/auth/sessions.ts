@@ -296,6 +296,11 @@ export class SessionRegistry extends EventEmitter<{ opened: [SessionOpened]; ren
     return this.sessions.get(id);
   }
 
+  /** Whether lease `id` was opened for another address than its opener's (renewing or restoring it needs an admin role). */
+  openedForOther(id: string): boolean {
+    return this.forOther.has(id);
+  }
+
   /** The lease serving connections from `sourceAddress` (any textual form of the address). */
   lookupLease(sourceAddress: string): Session | undefined {
     const source = normalizeAddress(sourceAddress);

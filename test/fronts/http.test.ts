@@ -186,6 +186,22 @@ t.test("POST /v1/sessions/:id/renew: a fresh token of the same subject, leases o
   t.equal((await call("POST", `/v1/sessions/${tls.id}/renew`, { token: fresh })).status, 409);
 });
 
+t.test("renewing a lease opened for another address needs the admin role, as opening it did", async (t) => {
+  const { call, sessions } = setup(t);
+  const admin = await token("alice", ["admin"], 60);
+  const opened = await call("POST", "/v1/sessions", { token: admin, body: { protocol: "modbus", source: "10.9.9.9" } });
+  t.equal(opened.status, 201);
+  const id = opened.body?.["id"] as string;
+  // The same subject, no longer an admin: may not open such a lease, nor keep one alive.
+  const demoted = await token("alice", ["historian"], 86_400);
+  t.equal((await call("POST", "/v1/sessions", { token: demoted, body: { protocol: "modbus", source: "10.9.9.10" } })).status, 403);
+  const r = await call("POST", `/v1/sessions/${id}/renew`, { token: demoted });
+  t.equal(r.status, 403);
+  t.match(r.body, { reason: "no-matching-rule", detail: /renewing lease .* opened for another source \(10\.9\.9\.9\) needs one of the roles admin/ });
+  t.same(sessions.get(id)?.principal.roles, ["admin"], "the lease still rests on the admin token");
+  t.equal((await call("POST", `/v1/sessions/${id}/renew`, { token: await token("alice", ["admin"], 3600) })).status, 200, "an admin token renews it");
+});
+
 t.test("an admin decision the log cannot take is refused (fail closed)", async (t) => {
   const { call } = setup(t, { failLog: true });
   const r = await call("POST", "/v1/sessions", { token: await token("root", ["admin"]), body: { protocol: "modbus", source: "10.0.0.1" } });

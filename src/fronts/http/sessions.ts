@@ -215,6 +215,8 @@ export async function sessionRoutes(app: FastifyInstance, opts: { deps: HttpAppD
     const p = await authenticate(req, "write");
     const s = lookup(req.params.id);
     if (s.kind !== "lease") throw new HttpProblem(409, errorType("not-a-lease"), "Not a lease", `session ${s.id} rests on a ${s.principal.via} credential, not a token; only leases are renewed`);
+    // As at opening and at a restart: a lease for another address stays an admin's to keep.
+    if (deps.sessions.openedForOther(s.id)) requireAdmin(req, p, "write", `renewing lease ${s.id}, opened for another source (${s.source})`);
     const r = deps.sessions.renew(s.id, p, bearer(req));
     if (!r.ok) {
       const id = record({ effect: "deny", reason: "no-matching-rule", rule: null, principal: p, action: "write", client: clientOf(req) });
