@@ -296,6 +296,16 @@ export class SessionRegistry extends EventEmitter<{ opened: [SessionOpened]; ren
     return this.sessions.get(id);
   }
 
+  /**
+   * Why a credential that opens sessions without a token (a client or user certificate) is
+   * revoked, or undefined: its id (`principal.tokenId`, the certificate's thumbprint) revoked,
+   * or its subject revoked at or after `issuedAt` (epoch ms; the certificate's notBefore).
+   * Tokens are checked by the verifier; certificates are checked here, at every connection.
+   */
+  revokedCredential(principal: Principal, issuedAt: number | undefined): string | undefined {
+    return this.revocations?.check({ jti: principal.tokenId, sub: principal.sub, iat: issuedAt === undefined ? undefined : issuedAt / 1000 });
+  }
+
   /** Whether lease `id` was opened for another address than its opener's (renewing or restoring it needs an admin role). */
   openedForOther(id: string): boolean {
     return this.forOther.has(id);

@@ -12,7 +12,8 @@ import type { Principal } from "../pdp/principal.js";
 import type { Reason } from "../pdp/reasons.js";
 import { certificateSubject, certificateThumbprint, roleFromCertificate } from "../auth/x509.js";
 
-export type CertificateIdentity = { ok: true; principal: Principal } | { ok: false; reason: Reason; detail: string };
+/** `issuedAt`: the certificate's notBefore (epoch ms), what a revocation of its subject is compared with. */
+export type CertificateIdentity = { ok: true; principal: Principal; issuedAt: number | undefined } | { ok: false; reason: Reason; detail: string };
 
 /** OpenSSL verification errors that mean "not valid at this time" rather than "not ours". */
 const EXPIRED = new Set(["CERT_HAS_EXPIRED"]);
@@ -45,9 +46,11 @@ export function identityFromCertificate(peer: PeerCertificate | undefined, autho
   const sub = certificateSubject(peer.raw);
   if (sub === undefined) return { ok: false, reason: "token-invalid", detail: "the client certificate has neither a CN nor a SAN URI to name its subject" };
   const notAfter = Date.parse(peer.valid_to);
+  const notBefore = Date.parse(peer.valid_from);
   const thumbprint = certificateThumbprint(peer.raw);
   return {
     ok: true,
+    issuedAt: Number.isFinite(notBefore) ? notBefore : undefined,
     principal: {
       sub,
       iss: distinguishedName(peer.issuer),

@@ -212,6 +212,12 @@ export class ModbusFront {
       this.refuse(s, client, id.reason, id.detail);
       return;
     }
+    // A revoked certificate (by its thumbprint, or its subject) is refused at every connection.
+    const revoked = this.deps.sessions.revokedCredential(id.principal, id.issuedAt);
+    if (revoked !== undefined) {
+      this.refuse(s, client, "token-revoked", `the client certificate is revoked: ${revoked}`);
+      return;
+    }
     let session: Session;
     try {
       session = this.deps.sessions.open(id.principal, { kind: "session", protocol: "modbus", ...(client.address !== "unknown" && { source: client.address as string }) });

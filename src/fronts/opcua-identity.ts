@@ -15,7 +15,8 @@ import type { Principal } from "../pdp/principal.js";
 import type { Reason } from "../pdp/reasons.js";
 import { certificateSubject, certificateThumbprint, roleFromCertificate, x509 } from "../auth/x509.js";
 
-export type Identity = { ok: true; principal: Principal } | { ok: false; reason: Reason; detail: string };
+/** `issuedAt`: the certificate's notBefore (epoch ms), what a revocation of its subject is compared with. */
+export type Identity = { ok: true; principal: Principal; issuedAt: number } | { ok: false; reason: Reason; detail: string };
 
 /** The principal of an X.509 user identity token whose certificate node-opcua has already verified. */
 export function principalFromUserCertificate(der: Uint8Array, now = Date.now()): Identity {
@@ -33,6 +34,7 @@ export function principalFromUserCertificate(der: Uint8Array, now = Date.now()):
   const thumbprint = certificateThumbprint(der);
   return {
     ok: true,
+    issuedAt: cert.notBefore.getTime(),
     principal: {
       sub,
       iss: cert.issuer,

@@ -327,6 +327,12 @@ export class OpcuaFront {
             callback(null, StatusCodes.BadIdentityTokenRejected);
             return;
           }
+          const revoked = this.deps.sessions.revokedCredential(id.principal, id.issuedAt);
+          if (revoked !== undefined) {
+            this.refuse(st.client, "token-revoked", `the X.509 user certificate is revoked: ${revoked}`);
+            callback(null, StatusCodes.BadIdentityTokenRejected);
+            return;
+          }
           st.pending = id.principal;
         }
         callback(err, status);

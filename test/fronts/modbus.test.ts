@@ -9,7 +9,7 @@ import tls from "node:tls";
 import { float32FromWords } from "../../src/sim/boiler.js";
 import { generateRsaKeyPair } from "../../src/auth/certs.js";
 import { KEY_FILES, privateKeyPem, readCa } from "../../src/auth/keys.js";
-import { roleExtension, x509 } from "../../src/auth/x509.js";
+import { certificateThumbprint, roleExtension, x509 } from "../../src/auth/x509.js";
 import type { LogRecord } from "../../src/audit/record.js";
 import { WireClient, decisions, mbap, startHarness, until } from "./harness.js";
 import type { Harness } from "./harness.js";
@@ -385,6 +385,46 @@ t.test("mtls: the connection is closed when its certificate expires, and that is
   const expired = (await h.records()).filter((x) => x.type === "session" && (x as unknown as { event: string }).event === "expired") as unknown as Array<Record<string, unknown>>;
   t.equal(expired.length, 2, "the session's end and the connection's close");
   t.match(expired.find((x) => x["client"]), { subject: { sub: "short-lived" }, detail: /the token expired/ });
+});
+
+t.test("mtls: a revoked certificate (by thumbprint or subject) is refused at every new connection, and that is logged", async (t) => {
+  const h = await startHarness(t);
+  const connect = async (files: { cert: string; key: string }) => {
+    const s = tls.connect({ host: "127.0.0.1", port: h.mtls.port, ca: readFileSync(join(h.keysDir, KEY_FILES.caCert)), cert: readFileSync(files.cert), key: readFileSync(files.key) });
+    s.on("error", () => undefined);
+    t.teardown(() => s.destroy());
+    await once(s, "secureConnect");
+    s.write(mbap(1, 1, [3, 0, 100, 0, 1]));
+    const got = await Promise.race([once(s, "data").then(([b]) => [...(b as Buffer).subarray(7)]), once(s, "close").then(() => "closed" as const)]);
+    return { s, got };
+  };
+  const refusedAs = async (before: number, what: string) => {
+    await until(async () => decisions(await newRecords(h, before)).length > 0, "the refusal in the log");
+    t.match(decisions(await newRecords(h, before)), [{ decision: "deny", reason: "token-revoked", subject: null, asset: "modbus:mtls", client: { transport: "tls" } }], what);
+  };
+  const admin = await h.token("root", ["admin"]);
+
+  // Revoked by its thumbprint (the session's token id): the open connection ends, a new one is refused.
+  const eve = await h.clientCert({ cn: "eve-tls", role: "historian" });
+  const first = await connect(eve);
+  t.same(first.got, [3, 2, 0, 70], "served before the revocation");
+  const thumbprint = certificateThumbprint(new Uint8Array(new x509.X509Certificate(readFileSync(eve.cert, "utf8")).rawData));
+  const closed = once(first.s, "close");
+  t.equal((await h.api("POST", "/v1/sessions/revoke", { token: admin, body: { jti: thumbprint } })).status, 200);
+  await closed;
+  let before = (await h.records()).length;
+  t.equal((await connect(eve)).got, "closed", "a new connection with the revoked certificate is refused");
+  await refusedAs(before, "logged: token-revoked");
+
+  // Revoked by subject: every certificate of that subject issued before the revocation.
+  const mallory = await h.clientCert({ cn: "mallory-tls", role: "historian" });
+  const second = await h.clientCert({ cn: "mallory-tls", role: "historian" });
+  t.same((await connect(mallory)).got, [3, 2, 0, 70]);
+  t.equal((await h.api("POST", "/v1/sessions/revoke", { token: admin, body: { sub: "mallory-tls" } })).status, 200);
+  before = (await h.records()).length;
+  t.equal((await connect(second)).got, "closed", "another certificate of the subject, issued before, is refused too");
+  await refusedAs(before, "logged: token-revoked (subject)");
+  t.equal(h.plc.stats().served[3], 2, "only the reads before the revocations reached the device");
 });
 
 t.test("stop drains: a request already taken is answered before the connection closes; new connections are refused", async (t) => {

@@ -231,6 +231,16 @@ t.test("X.509 user identity: the role extension gives the role; no role, no sess
   const noRole = await userCertificate(h.keysDir, { cn: "nobody" });
   await t.rejects(openSession(h.address.endpointUrl, { type: UserTokenType.Certificate, certificateData: noRole.certificateData, privateKey: noRole.privateKey }, { pki }));
   t.match((await h.decisions()).at(-1), { decision: "deny", reason: "token-invalid", subject: null });
+
+  // A revoked certificate (here its subject) is refused at the next session, not only ended now.
+  const revoker = await userCertificate(h.keysDir, { cn: "rev-x509", role: "historian" });
+  const identity = { type: UserTokenType.Certificate, certificateData: revoker.certificateData, privateKey: revoker.privateKey } as const;
+  const r1 = await openSession(h.address.endpointUrl, identity, { pki });
+  t.teardown(() => r1.close());
+  t.equal((await r1.session.read({ nodeId: STATE, attributeId: AttributeIds.Value })).statusCode.name, "Good");
+  t.ok(h.sessions.revokeBySub("rev-x509").length >= 1, "its open session is ended");
+  await t.rejects(openSession(h.address.endpointUrl, identity, { pki }), "a new session with the revoked certificate is refused");
+  t.match((await h.decisions()).at(-1), { decision: "deny", reason: "token-revoked", subject: null });
 });
 
 t.test("an untrusted client application certificate is refused and lands in rejected/", async (t) => {
