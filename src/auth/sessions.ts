@@ -306,6 +306,18 @@ export class SessionRegistry extends EventEmitter<{ opened: [SessionOpened]; ren
     return this.revocations?.check({ jti: principal.tokenId, sub: principal.sub, iat: issuedAt === undefined ? undefined : issuedAt / 1000 });
   }
 
+  /**
+   * Calls `listener` after every revocation by subject or token (not by session id); returns
+   * the unsubscribe. For holders of a verified token that rest on no session (the live
+   * decision stream), which then verify their token again.
+   */
+  onRevocation(listener: () => void): () => void {
+    const list = this.revocations;
+    if (!list) return () => undefined;
+    list.on("revoked", listener);
+    return () => list.off("revoked", listener);
+  }
+
   /** Whether lease `id` was opened for another address than its opener's (renewing or restoring it needs an admin role). */
   openedForOther(id: string): boolean {
     return this.forOther.has(id);

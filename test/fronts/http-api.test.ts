@@ -524,6 +524,28 @@ t.test("GET /v1/decisions/stream on a real listener: a new decision arrives, fil
   await noRole.body?.cancel();
 });
 
+t.test("GET /v1/decisions/stream ends when its token is revoked (by subject or by token id)", async (t) => {
+  const api = await setupApi(t);
+  const base = await api.listen();
+  for (const how of ["sub", "jti"] as const) {
+    const sub = `aud-${how}`;
+    const token = await api.token(sub, ["auditor"], { jti: `jti-${how}` });
+    const ac = new AbortController();
+    t.teardown(() => ac.abort());
+    const res = await fetch(`${base}/v1/decisions/stream`, { headers: { authorization: `Bearer ${token}` }, signal: ac.signal });
+    t.equal(res.status, 200);
+    const next = sse(res.body as ReadableStream<Uint8Array>);
+    for (let i = 0; i < 1500 && api.feed.size === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    t.equal(api.feed.size, 1, `${how}: the stream listens`);
+    if (how === "sub") api.sessions.revokeBySub(sub);
+    else api.sessions.revokeByJti(`jti-${how}`);
+    const ev = await next();
+    t.same([ev.event, JSON.parse(ev.data)], ["end", { reason: "token-revoked" }], `${how}: the stream ends, saying why`);
+    for (let i = 0; i < 1500 && api.feed.size > 0; i++) await new Promise((r) => setTimeout(r, 10));
+    t.equal(api.feed.size, 0, `${how}: and stops listening`);
+  }
+});
+
 t.test("/readyz is 503 while the decision log cannot be written, 200 again after", { skip: existsSync("/dev/full") ? false : "no /dev/full on this system" }, async (t) => {
   const api = await setupApi(t, { log: { segmentBytes: 4096 } });
   const hist = await api.token("hist-1", ["historian"]);

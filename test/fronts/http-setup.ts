@@ -15,6 +15,7 @@ import { issueToken } from "../../src/auth/issue.js";
 import type { IssueTokenOptions } from "../../src/auth/issue.js";
 import { TokenVerifier } from "../../src/auth/tokens.js";
 import { SessionRegistry } from "../../src/auth/sessions.js";
+import { RevocationList } from "../../src/auth/revocation.js";
 import { readSigningKey } from "../../src/audit/checkpoint.js";
 import { RecordFeed } from "../../src/audit/feed.js";
 import { DecisionLog } from "../../src/audit/writer.js";
@@ -75,6 +76,8 @@ export interface Api {
   readonly devices: DeviceRegistry;
   readonly metrics: Metrics;
   readonly feed: RecordFeed;
+  /** Sessions, with an in-memory revocation list that the token verifier shares. */
+  readonly sessions: SessionRegistry;
   token(sub: string, roles?: readonly string[], over?: Partial<IssueTokenOptions>): Promise<string>;
   /** Listens on 127.0.0.1:0 (HTTPS with `https: true`); the base URL. */
   listen(): Promise<string>;
@@ -97,9 +100,10 @@ export async function setupApi(t: Test, opts: ApiOptions = {}): Promise<Api> {
   const keysDir = join(dir, "certs");
   await initKeys(keysDir);
   const key = await readPrivateKey(join(keysDir, KEY_FILES.issuerKey));
+  const revocations = new RevocationList();
   const verifier = await TokenVerifier.fromConfig([
     { issuer: "ztgate-dev", audience: "ztgate", publicKey: join(keysDir, KEY_FILES.issuerPublicKey), algorithms: ["EdDSA"], clockTolerance: 0, rolesClaim: "roles" },
-  ]);
+  ], { revocations });
   t.teardown(() => verifier.close());
 
   const plc = new SimulatedPlc({ scanMs: 0 });
@@ -126,7 +130,7 @@ export async function setupApi(t: Test, opts: ApiOptions = {}): Promise<Api> {
   const feed = new RecordFeed(log);
 
   const metrics = new Metrics();
-  const sessions = new SessionRegistry();
+  const sessions = new SessionRegistry({ revocations });
   t.teardown(() => sessions.stop());
   metrics.setSources({ log: () => log.stats(), policyRevision: () => policy.current().revision, sessions: () => sessions.list().map((s) => ({ protocol: s.protocol, kind: s.kind })) });
   policy.on("reloaded", (r) => metrics.policyReloaded(r.trigger));
@@ -196,5 +200,5 @@ export async function setupApi(t: Test, opts: ApiOptions = {}): Promise<Api> {
     const a = app.server.address() as AddressInfo;
     return `${opts.https ? "https" : "http"}://127.0.0.1:${a.port}`;
   };
-  return { app, dir, keysDir, logDir, policyDir, log, policy, plc, ...(pumpPlc && { pumpPlc }), devices, metrics, feed, token, listen, call };
+  return { app, dir, keysDir, logDir, policyDir, log, policy, plc, ...(pumpPlc && { pumpPlc }), devices, metrics, feed, sessions, token, listen, call };
 }

@@ -181,7 +181,20 @@ export async function auditRoutes(app: FastifyInstance, opts: { deps: HttpAppDep
       // Continuous verification (SPEC §3): the stream rests on the token and ends with it.
       const left = p.expiresAt !== undefined ? p.expiresAt - now() : undefined;
       const expiry = left !== undefined ? setTimeout(() => end("token-expired"), Math.max(0, Math.min(left, 2 ** 31 - 1))) : undefined;
+      // ...and with its revocation: after each one the token is verified again (as a new
+      // request's would be), and the stream ends if it no longer passes.
+      const token = /^Bearer +(\S+) *$/i.exec(req.headers.authorization ?? "")?.[1];
+      const unwatch = deps.sessions.onRevocation(() => {
+        if (ended) return;
+        void deps.verifier.verify(token, { via: "bearer" }).then(
+          (v) => {
+            if (!v.ok) end(v.reason);
+          },
+          () => end("token-invalid"),
+        );
+      });
       const cleanup = () => {
+        unwatch();
         unsubscribe();
         clearInterval(heartbeat);
         clearTimeout(expiry);
