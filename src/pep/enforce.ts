@@ -114,10 +114,10 @@ export class Enforcer {
   }
 
   /** authorize(), without a promise unless the operation has to wait for the log (strict durability). */
-  private authorizeNow(principal: Principal | null, op: Operation, client: ClientRef): Authorization | Promise<Authorization> {
+  private authorizeNow(principal: Principal | null, op: Operation, client: ClientRef, dryRun = false): Authorization | Promise<Authorization> {
     const set = this.deps.policy();
     const d: Decision = principal
-      ? decide(set, op, principal, { now: this.now(), rates: this.deps.rates })
+      ? decide(set, op, principal, { now: this.now(), rates: this.deps.rates, ...(dryRun && { dryRun }) })
       : { effect: "deny", rule: null, reason: "no-session", policyRevision: set.revision, mode: "enforce" };
     return this.record(d, principal, op, client);
   }
@@ -205,9 +205,12 @@ export class Enforcer {
     const authorizations: Authorization[] = [];
     const t0 = this.deps.onOutcome ? performance.now() : 0;
     try {
+      // A request of several operations (FC23) that will be refused takes no `rate` budget:
+      // its operations are decided without taking any (each is still logged as decided).
+      const dry = ops.length > 1 && !this.allAllowed(principal, ops);
       for (let i = 0; i < ops.length; i++) {
-        const a = this.authorizeNow(principal, ops[i] as Operation, client);
-        if (a instanceof Promise) return this.enforceRest(principal, ops, i, a, authorizations, client, forward, hold, t0);
+        const a = this.authorizeNow(principal, ops[i] as Operation, client, dry);
+        if (a instanceof Promise) return this.enforceRest(principal, ops, i, a, authorizations, client, forward, hold, t0, dry);
         authorizations.push(a);
       }
       return this.forwardAll(authorizations, forward, hold, client, t0);
@@ -217,10 +220,18 @@ export class Enforcer {
   }
 
   /** enforce() once an operation had to wait for the log: the rest are decided one after another. */
-  private async enforceRest<T>(principal: Principal | null, ops: readonly Operation[], from: number, waiting: Promise<Authorization>, authorizations: Authorization[], client: ClientRef, forward: () => Promise<Forwarded<T>>, hold: ApprovalHold, t0: number): Promise<Enforced<T>> {
+  private async enforceRest<T>(principal: Principal | null, ops: readonly Operation[], from: number, waiting: Promise<Authorization>, authorizations: Authorization[], client: ClientRef, forward: () => Promise<Forwarded<T>>, hold: ApprovalHold, t0: number, dry: boolean): Promise<Enforced<T>> {
     authorizations.push(await waiting);
-    for (let i = from + 1; i < ops.length; i++) authorizations.push(await this.authorizeNow(principal, ops[i] as Operation, client));
+    for (let i = from + 1; i < ops.length; i++) authorizations.push(await this.authorizeNow(principal, ops[i] as Operation, client, dry));
     return this.forwardAll(authorizations, forward, hold, client, t0);
+  }
+
+  /** Whether every operation would be allowed now (decided without logging or taking rate budget). */
+  private allAllowed(principal: Principal | null, ops: readonly Operation[]): boolean {
+    if (!principal) return false;
+    const set = this.deps.policy();
+    const ctx = { now: this.now(), rates: this.deps.rates, dryRun: true } as const;
+    return ops.every((op) => decide(set, op, principal, ctx).effect === "allow");
   }
 
   private forwardAll<T>(authorizations: Authorization[], forward: () => Promise<Forwarded<T>>, hold: ApprovalHold, client: ClientRef, t0: number): Promise<Enforced<T>> {

@@ -10,6 +10,7 @@ import { verifyLog } from "../../src/audit/verify.js";
 import { Enforcer } from "../../src/pep/enforce.js";
 import type { AuditLog, Forwarded } from "../../src/pep/enforce.js";
 import { loadPolicyDir } from "../../src/policy/load.js";
+import { compilePolicies } from "../../src/policy/compile.js";
 import { TokenBucketRates } from "../../src/pdp/conditions/rate.js";
 import type { Operation } from "../../src/pdp/operation.js";
 import type { Principal } from "../../src/pdp/principal.js";
@@ -81,6 +82,35 @@ t.test("decide, log, forward, outcome: one straight line", async (t) => {
   t.notMatch(JSON.stringify(recs.filter((r) => r["type"] !== "checkpoint")), /eyJ/, "no token in any record (only checkpoints carry a JWS)");
   t.same(seen, ["allowed", "value-out-of-range", "no-session", "unsupported-function", "allowed", "denied-by-rule", "allowed"]);
   t.equal((await verifyLog(dir, k.publicKey)).ok, true, "the log verifies");
+});
+
+t.test("a request of several operations that is refused takes no rate budget (FC23: read allowed, write denied)", async (t) => {
+  const rated = compilePolicies([{ file: "rated.yaml", text: [
+    "asset: rated", "protocol: modbus", "endpoint: tcp://127.0.0.1:15020",
+    "rules:", "  - id: raw-read", "    allow: [read]", "    subjects: { roles: [mes] }", '    targets: [{ table: holding, address: "500-510" }]', "    rate: 2/min", "",
+  ].join("\n") }]).set!;
+  const dir = t.testdir();
+  const log = await DecisionLog.open(settings(dir), { signingKey: (await keys()).privateKey });
+  t.teardown(() => log.close());
+  const pep = new Enforcer({ policy: () => rated, log, rates: new TokenBucketRates() });
+  const read500: Operation = { asset: "rated", action: "read", target: { kind: "range", table: "holding", address: 500, count: 1 }, source: "127.0.0.1" };
+  const write700: Operation = { asset: "rated", action: "write", target: { kind: "range", table: "holding", address: 700, count: 1 }, raw: [9], source: "127.0.0.1" };
+  let forwarded = 0;
+  const forward = async () => {
+    forwarded++;
+    return { status: "ok" as const };
+  };
+  const fc23 = await pep.enforce(mes, [read500, write700], client, forward);
+  t.equal(fc23.allowed, false);
+  t.same(fc23.authorizations.map((a) => a.decision.reason), ["allowed", "no-matching-rule"], "each operation logged as decided");
+  t.same([(await pep.enforce(mes, [read500], client, forward)).allowed, (await pep.enforce(mes, [read500], client, forward)).allowed], [true, true], "the rule's 2/min are both still there");
+  const third = await pep.enforce(mes, [read500], client, forward);
+  t.equal(third.refusal?.decision.reason, "rate-limited", "and then used up");
+  t.equal(forwarded, 2);
+  // Allowed whole, a request of several operations takes its budget as before.
+  const both = await pep.enforce({ ...mes, sub: "mes-2" }, [read500, read500], client, forward);
+  t.equal(both.allowed, true);
+  t.equal((await pep.enforce({ ...mes, sub: "mes-2" }, [read500], client, forward)).refusal?.decision.reason, "rate-limited");
 });
 
 /** A log that refuses everything, as the real one does when its disk is gone. */
