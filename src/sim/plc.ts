@@ -32,6 +32,8 @@ import type { BoilerOptions, PlcMemory } from "./boiler.js";
 import { startScan } from "./scan.js";
 
 export const TABLE_SIZE = 0x10000;
+/** The longest identification object value one FC43/14 answer can carry (253 − 7 − 2 bytes). */
+const MAX_ID_OBJECT = 244;
 /** The unit id of a Modbus TCP device addressed directly (always answered). */
 export const DIRECT_UNIT_ID = 0xff;
 
@@ -142,6 +144,11 @@ export class SimulatedPlc extends EventEmitter<{ request: [PlcRequestEvent]; mal
     this.memory = { coils: new Uint8Array(TABLE_SIZE), discrete: new Uint8Array(TABLE_SIZE), input: new Uint16Array(TABLE_SIZE), holding: new Uint16Array(TABLE_SIZE) };
     this.boiler = new Boiler(this.memory, options.boiler);
     const id = options.identity ?? {};
+    // One object must fit an FC43/14 answer (253-byte PDU: 7 bytes of header, 2 per object).
+    for (const [name, value] of Object.entries(id)) {
+      const bytes = Buffer.byteLength(String(value));
+      if (bytes > MAX_ID_OBJECT) throw new RangeError(`SimulatedPlc: identity.${name} is ${bytes} bytes; an identification object holds at most ${MAX_ID_OBJECT}`);
+    }
     this.catalog = new Map([
       [0x00, id.vendor ?? "ztgate"],
       [0x01, id.productCode ?? "SIM-BOILER"],

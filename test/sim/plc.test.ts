@@ -85,6 +85,16 @@ t.test("pymodbus: device identification (FC43/14)", async (t) => {
   t.same(r[3], { exception: 2 }, "an object the PLC does not have");
 });
 
+t.test("an identity object too long for one FC43/14 answer is refused at construction, naming it", async (t) => {
+  t.throws(() => new SimulatedPlc({ scanMs: 0, identity: { vendor: "V".repeat(245) } }), { name: "RangeError", message: /identity\.vendor is 245 bytes; an identification object holds at most 244/ });
+  const { port } = await startPlc(t, { scanMs: 0, identity: { vendor: "V".repeat(244) } });
+  const c = await RawClient.connect(port);
+  t.teardown(() => c.close());
+  c.send(frame(1, 1, [0x2b, 0x0e, 0x04, 0x00]));
+  const [a] = await c.next(1);
+  t.equal(a?.pdu.length, 253, "the longest one fits exactly");
+});
+
 t.test("pymodbus: exception 02 past the PLC's memory", async (t) => {
   const { plc, port } = await startPlc(t, { scanMs: 0, tableSize: 1000 });
   const r = await pymodbus(port, 1, [
