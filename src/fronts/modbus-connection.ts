@@ -205,6 +205,7 @@ export class ModbusConnection {
     if (this.closed) return Promise.resolve();
     return new Promise<void>((resolve) => {
       this.drained = resolve;
+      this.paused = true;
       this.socket.pause();
       if (this.pending === 0) this.socket.end();
     });
@@ -240,7 +241,8 @@ export class ModbusConnection {
       this.off = 0;
     }
     if (this.closed) return;
-    const full = this.pending >= MAX_PENDING || this.socket.writableNeedDrain;
+    // Draining (stop) reads nothing more: an answer leaving must not resume the socket.
+    const full = this.drained !== undefined || this.pending >= MAX_PENDING || this.socket.writableNeedDrain;
     if (full !== this.paused) {
       this.paused = full;
       if (full) this.socket.pause();
