@@ -26,7 +26,9 @@ export function clientText(c: ClientRef | undefined): string {
 
 function valuesText(values: readonly WrittenValue[] | undefined): string {
   if (!values || values.length === 0) return "";
-  return values.map((v) => `${v.point ?? v.node ?? `${v.table}:${v.address}`}=${v.value === undefined ? `raw ${JSON.stringify(v.raw ?? null)}` : String(v.value)}`).join(",");
+  const hex = (n: number) => `0x${n.toString(16).padStart(4, "0")}`;
+  const written = (v: WrittenValue) => (v.value !== undefined ? String(v.value) : v.mask ? `mask and ${hex(v.mask.and)} or ${hex(v.mask.or)}` : `raw ${JSON.stringify(v.raw ?? null)}`);
+  return values.map((v) => `${v.point ?? v.node ?? `${v.table}:${v.address}`}=${written(v)}`).join(",");
 }
 
 /** What the DETAIL column says, per record type. */

@@ -29,6 +29,8 @@ export interface WrittenValue {
   readonly point?: string;
   readonly table?: Table;
   readonly address?: number;
+  /** FC22: the masks written (the value itself depends on the register's current value). */
+  readonly mask?: { readonly and: number; readonly or: number };
   readonly node?: string;
   readonly raw?: readonly number[];
   readonly value?: Scalar;
@@ -299,6 +301,7 @@ function writtenValues(asset: Asset, op: Operation): WrittenValue[] {
     // Keys in code-point order: the decision log can then serialize it canonically as is.
     const v: { -readonly [K in keyof WrittenValue]: WrittenValue[K] } = {};
     if (table !== undefined) v.address = address;
+    if (op.mask) v.mask = { and: op.mask.and, or: op.mask.or };
     if (node !== undefined) v.node = node;
     if (point) v.point = point.name;
     if (op.raw) v.raw = range ? op.raw.slice(offset, offset + (point?.size ?? 1)) : op.raw;

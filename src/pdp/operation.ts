@@ -29,6 +29,8 @@ export interface Operation {
    */
   readonly raw?: readonly number[] | null;
   readonly value?: Scalar;
+  /** FC22 mask write (raw null): its masks; the register becomes (current AND and) OR (or AND NOT and). Logged with the write. */
+  readonly mask?: { readonly and: number; readonly or: number };
   /** Client source address (IPv4 or IPv6, as the socket reports it). */
   readonly source?: string;
 }

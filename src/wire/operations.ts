@@ -97,10 +97,10 @@ export function toOperations(asset: string, unitId: number, req: ModbusRequest, 
       target = range("holding", req.address, req.quantity);
       raw = req.values;
       break;
-    case "mask-write-register":
-      target = range("holding", req.address, 1);
-      raw = null;
-      break;
+    case "mask-write-register": {
+      const op = operation(asset, "write", range("holding", req.address, 1), null, source);
+      return { kind: "operations", operations: [{ ...op, mask: { and: req.andMask, or: req.orMask } }] };
+    }
     case "read-write-multiple-registers": {
       const read = operation(asset, "read", range("holding", req.read.address, req.read.quantity), undefined, source);
       const write = operation(asset, "write", range("holding", req.write.address, req.write.quantity), req.write.values, source);

@@ -7,6 +7,7 @@ import { DecisionLog } from "../../src/audit/writer.js";
 import { followLog, lastRecords, matches, parseTimeBound, queryLog } from "../../src/audit/query.js";
 import type { Found, QueryFilter } from "../../src/audit/query.js";
 import type { LogRecord } from "../../src/audit/record.js";
+import { tableRow } from "../../src/audit/format.js";
 import { decision, keys, outcome, settings, testClock, testIds } from "./helpers.js";
 
 const k = await keys();
@@ -112,4 +113,11 @@ t.test("follow: every record once, in order, across rotation and a restart with 
   t.ok(segs.length >= 4, `${segs.length} segments`);
   // 25 decisions, close checkpoint (26); reopened after the checkpoint: one decision, close checkpoint.
   t.same(seen, Array.from({ length: 28 }, (_, i) => i + 1), "seq 1..28: nothing skipped, nothing twice, no torn line");
+});
+
+t.test("table rows say what a write wrote: the value, the raw words, or an FC22's masks", async (t) => {
+  const row = (values: unknown) => tableRow({ file: "x", line: "", record: { v: 1, seq: 1, id: "i", time: "2026-03-04T10:00:00.000000Z", type: "decision", prev: "", hash: "", decision: "allow", reason: "allowed", rule: "r", action: "write", client: { address: "10.0.0.1", port: 1, protocol: "modbus", transport: "tcp" }, values } as unknown as LogRecord });
+  t.match(row([{ point: "setpoint", raw: [50], value: 50 }]), /setpoint=50$/);
+  t.match(row([{ address: 7, raw: [1, 2], table: "holding" }]), /holding:7=raw \[1,2\]$/);
+  t.match(row([{ address: 100, mask: { and: 0xf2, or: 0x25 }, point: "setpoint", table: "holding" }]), /setpoint=mask and 0x00f2 or 0x0025$/);
 });

@@ -34,7 +34,7 @@ const CASES: Array<[string, string, OperationsResult]> = [
   ["FC6 → write holding, raw [value]", "06 0064 0032", ops({ asset: A, action: "write", target: range("holding", 100, 1), raw: [50] })],
   ["FC15 → write coils, raw bits", "0f 0000 0003 01 05", ops({ asset: A, action: "write", target: range("coil", 0, 3), raw: [1, 0, 1] })],
   ["FC16 → write holding, raw words", "10 0064 0002 04 0032 0001", ops({ asset: A, action: "write", target: range("holding", 100, 2), raw: [50, 1] })],
-  ["FC22 → write holding 1 register, raw null", "16 0064 00f2 0025", ops({ asset: A, action: "write", target: range("holding", 100, 1), raw: null })],
+  ["FC22 → write holding 1 register, raw null, its masks", "16 0064 00f2 0025", ops({ asset: A, action: "write", target: range("holding", 100, 1), raw: null, mask: { and: 0xf2, or: 0x25 } })],
   [
     "FC23 → read of its read range AND write of its write range",
     "17 0000 0004 0064 0002 04 0032 0001",
@@ -99,4 +99,11 @@ t.test("decided by the pdp against the shipped boiler-plc policy", async (t) => 
     ["historian device identification (FC43/14)", "historian", "2b 0e 01 00", "device-id"],
   ];
   for (const [name, role, wire, expected] of cases) t.strictSame(verdicts(role, wire), expected, name);
+
+  // What a mask write writes is in its decision: the register and both masks (SPEC §6 values).
+  const fc22 = toOperations(A, 1, req("16 0064 00f2 0025"), "127.0.0.1");
+  if (fc22.kind !== "operations") return t.fail("FC22 maps to an operation");
+  const d = decide(set, fc22.operations[0] as Operation, who("mes"), { now: Date.parse("2026-03-02T10:00:00Z") });
+  t.strictSame(d.values, [{ address: 100, mask: { and: 0xf2, or: 0x25 }, point: "setpoint", table: "holding" }], "FC22's values: where, and its masks");
+  t.same(Object.keys(d.values?.[0] ?? {}), ["address", "mask", "point", "table"], "keys in code-point order, as the log writes them");
 });
