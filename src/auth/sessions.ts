@@ -185,6 +185,7 @@ export class SessionRegistry extends EventEmitter<{ opened: [SessionOpened]; ren
   private readonly now: () => number;
   private readonly newId: () => string;
   private readonly revocations?: RevocationList;
+  private readonly revocationWatchers = new Set<() => void>();
   private readonly report: (err: unknown) => void;
   private timer?: NodeJS.Timeout;
   private timerDue = Infinity;
@@ -193,7 +194,13 @@ export class SessionRegistry extends EventEmitter<{ opened: [SessionOpened]; ren
     super();
     this.now = opts.now ?? Date.now;
     this.newId = opts.newId ?? randomUUID;
-    if (opts.revocations) this.revocations = opts.revocations;
+    if (opts.revocations) {
+      this.revocations = opts.revocations;
+      // One listener on the list, however many watchers (no MaxListeners warning at 11 streams).
+      opts.revocations.on("revoked", () => {
+        for (const l of [...this.revocationWatchers]) l();
+      });
+    }
     this.report = opts.onListenerError ?? ((err) => process.emitWarning(`session listener threw: ${(err as Error)?.stack ?? String(err)}`));
   }
 
@@ -312,10 +319,10 @@ export class SessionRegistry extends EventEmitter<{ opened: [SessionOpened]; ren
    * decision stream), which then verify their token again.
    */
   onRevocation(listener: () => void): () => void {
-    const list = this.revocations;
-    if (!list) return () => undefined;
-    list.on("revoked", listener);
-    return () => list.off("revoked", listener);
+    if (!this.revocations) return () => undefined;
+    const watcher = () => listener(); // its own identity: the same listener may watch twice
+    this.revocationWatchers.add(watcher);
+    return () => this.revocationWatchers.delete(watcher);
   }
 
   /** Whether lease `id` was opened for another address than its opener's (renewing or restoring it needs an admin role). */

@@ -180,3 +180,18 @@ t.test("a listener that throws neither stops other sessions from ending nor esca
   t.equal(errors.length, 3, "the callback's error and the event listener's, twice");
   reg.stop();
 });
+
+t.test("onRevocation: every watcher is told of each revocation by sub or jti; the list keeps one listener", async (t) => {
+  const list = new RevocationList();
+  const reg = new SessionRegistry({ revocations: list });
+  t.teardown(() => reg.stop());
+  const told: number[] = [];
+  const stops = Array.from({ length: 20 }, (_, i) => reg.onRevocation(() => told.push(i)));
+  t.equal(list.listenerCount("revoked"), 1, "one listener on the list, not one per watcher (no MaxListeners warning)");
+  reg.revokeBySub("mallory");
+  t.equal(told.length, 20);
+  stops.slice(0, 15).forEach((stop) => stop());
+  reg.revokeByJti("jti-x");
+  t.same(told.slice(20), [15, 16, 17, 18, 19], "the watchers still there");
+  t.same(new SessionRegistry().onRevocation(() => t.fail("no list, nothing to watch"))(), undefined);
+});
