@@ -20,7 +20,7 @@ import { parseTimeBound } from "../../audit/query.js";
 import { RECORD_TYPES } from "../../audit/record.js";
 import type { LogRecord, RecordType } from "../../audit/record.js";
 import type { HttpAppDeps } from "./app.js";
-import { gate } from "./gate.js";
+import { bearerToken, gate } from "./gate.js";
 import { HttpProblem, badRequest, errorType } from "./problem.js";
 
 export const MAX_PAGE = 1000;
@@ -183,7 +183,7 @@ export async function auditRoutes(app: FastifyInstance, opts: { deps: HttpAppDep
       const expiry = left !== undefined ? setTimeout(() => end("token-expired"), Math.max(0, Math.min(left, 2 ** 31 - 1))) : undefined;
       // ...and with its revocation: after each one the token is verified again (as a new
       // request's would be), and the stream ends if it no longer passes.
-      const token = /^Bearer +(\S+) *$/i.exec(req.headers.authorization ?? "")?.[1];
+      const token = bearerToken(req);
       const unwatch = deps.sessions.onRevocation(() => {
         if (ended) return;
         void deps.verifier.verify(token, { via: "bearer" }).then(

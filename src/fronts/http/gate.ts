@@ -23,11 +23,16 @@ export function clientOf(req: FastifyRequest, https: boolean): ClientRef {
   return { address: req.socket.remoteAddress ?? "unknown", port: req.socket.remotePort ?? 0, protocol: "http", transport: https ? "https" : "http" };
 }
 
+/** The token of `Authorization: Bearer <jwt>`, unverified; undefined without one. */
+export function bearerToken(req: FastifyRequest): string | undefined {
+  return /^Bearer +(\S+) *$/i.exec(req.headers.authorization ?? "")?.[1];
+}
+
 /** Verifies `Authorization: Bearer <jwt>` (SPEC §3); never throws for a bad token. */
 export async function bearer(deps: Pick<HttpAppDeps, "verifier">, req: FastifyRequest): Promise<TokenResult> {
-  const m = /^Bearer +(\S+) *$/i.exec(req.headers.authorization ?? "");
-  if (!m) return { ok: false, reason: "token-invalid", detail: "no bearer token (Authorization: Bearer <jwt>)" };
-  const r = await deps.verifier.verify(m[1], { via: "bearer" });
+  const token = bearerToken(req);
+  if (token === undefined) return { ok: false, reason: "token-invalid", detail: "no bearer token (Authorization: Bearer <jwt>)" };
+  const r = await deps.verifier.verify(token, { via: "bearer" });
   return r.ok ? { ok: true, principal: r.principal } : { ok: false, reason: r.reason, detail: r.detail };
 }
 

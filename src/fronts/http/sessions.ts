@@ -20,6 +20,7 @@ import type { Action } from "../../pdp/operation.js";
 import type { Principal } from "../../pdp/principal.js";
 import type { HttpAppDeps } from "./app.js";
 import type { GatewayDecision } from "./decisions.js";
+import { bearer, bearerToken } from "./gate.js";
 import { HttpProblem, badRequest, errorType, forbidden, notFound, reasonType, unauthorized } from "./problem.js";
 
 const RESOURCE = "sessions";
@@ -118,9 +119,6 @@ export async function sessionRoutes(app: FastifyInstance, opts: { deps: HttpAppD
     return id;
   };
 
-  /** The bearer token of the request, if it carries one. */
-  const bearer = (req: FastifyRequest): string | undefined => /^Bearer +(\S+) *$/i.exec(req.headers.authorization ?? "")?.[1];
-
   /** The lease file written (leases outlive a restart); a 500 when it cannot be, naming what stands. */
   const leasesSaved = async (what: string): Promise<void> => {
     try {
@@ -133,8 +131,7 @@ export async function sessionRoutes(app: FastifyInstance, opts: { deps: HttpAppD
 
   /** The bearer token's principal; a missing or refused token is a logged deny and a 401. */
   const authenticate = async (req: FastifyRequest, action: Action): Promise<Principal> => {
-    const token = bearer(req);
-    const r = token !== undefined ? await deps.verifier.verify(token, { via: "bearer" }) : ({ ok: false, reason: "token-invalid", detail: "no bearer token (Authorization: Bearer <jwt>)" } as const);
+    const r = await bearer(deps, req);
     if (r.ok) return r.principal;
     record({ effect: "deny", reason: r.reason, rule: null, principal: null, action, client: clientOf(req) });
     throw unauthorized(r.reason, r.detail);
@@ -163,7 +160,7 @@ export async function sessionRoutes(app: FastifyInstance, opts: { deps: HttpAppD
     const source = req.body.source === undefined ? caller : normalizeAddress(req.body.source);
     if (source === undefined) throw badRequest(`source ${JSON.stringify(req.body.source ?? req.socket.remoteAddress)} is not an IP address`);
     if (source !== caller) requireAdmin(req, p, "write", `opening a lease for another source (${source})`);
-    const token = bearer(req);
+    const token = bearerToken(req);
     const s = deps.sessions.open(p, { kind: "lease", protocol: req.body.protocol, source, forOther: source !== caller, ...(token !== undefined && { token }) });
     log.info({ session: s.id, sub: p.sub, source, expiresAt: iso(s.expiresAt) }, "lease opened");
     await leasesSaved(`lease ${s.id} is open but would not outlive a restart of the gateway`);
@@ -217,7 +214,7 @@ export async function sessionRoutes(app: FastifyInstance, opts: { deps: HttpAppD
     if (s.kind !== "lease") throw new HttpProblem(409, errorType("not-a-lease"), "Not a lease", `session ${s.id} rests on a ${s.principal.via} credential, not a token; only leases are renewed`);
     // As at opening and at a restart: a lease for another address stays an admin's to keep.
     if (deps.sessions.openedForOther(s.id)) requireAdmin(req, p, "write", `renewing lease ${s.id}, opened for another source (${s.source})`);
-    const r = deps.sessions.renew(s.id, p, bearer(req));
+    const r = deps.sessions.renew(s.id, p, bearerToken(req));
     if (!r.ok) {
       const id = record({ effect: "deny", reason: "no-matching-rule", rule: null, principal: p, action: "write", client: clientOf(req) });
       throw forbidden("no-matching-rule", `${r.detail}; a lease is renewed with a token of its own subject`, id);
