@@ -5,7 +5,7 @@
 // covers several points or addresses is allowed only when every one of them is; the first
 // matching allow (file order) is reported; when nothing allows, the reason names the
 // closest miss (an allow rule that matched subject, action and target but failed a condition).
-import type { Operation, Scalar, Table } from "./operation.js";
+import type { Masks, Operation, Scalar, Table } from "./operation.js";
 import type { Principal } from "./principal.js";
 import type { ActionIndex, Approval, Asset, Point, PolicySet, Rule } from "./policy-set.js";
 import { rulesAt } from "./policy-set.js";
@@ -30,7 +30,7 @@ export interface WrittenValue {
   readonly table?: Table;
   readonly address?: number;
   /** FC22: the masks written (the value itself depends on the register's current value). */
-  readonly mask?: { readonly and: number; readonly or: number };
+  readonly mask?: Masks;
   readonly node?: string;
   readonly raw?: readonly number[];
   readonly value?: Scalar;
@@ -301,7 +301,7 @@ function writtenValues(asset: Asset, op: Operation): WrittenValue[] {
     // Keys in code-point order: the decision log can then serialize it canonically as is.
     const v: { -readonly [K in keyof WrittenValue]: WrittenValue[K] } = {};
     if (table !== undefined) v.address = address;
-    if (op.mask) v.mask = { and: op.mask.and, or: op.mask.or };
+    if (op.mask) v.mask = op.mask;
     if (node !== undefined) v.node = node;
     if (point) v.point = point.name;
     if (op.raw) v.raw = range ? op.raw.slice(offset, offset + (point?.size ?? 1)) : op.raw;

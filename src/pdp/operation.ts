@@ -18,6 +18,12 @@ export type Target =
 
 export type Scalar = number | boolean | string;
 
+/** An FC22 mask write's masks (keys in code-point order): the register becomes (current AND and) OR (or AND NOT and). */
+export interface Masks {
+  readonly and: number;
+  readonly or: number;
+}
+
 export interface Operation {
   readonly asset: string;
   readonly action: Action;
@@ -29,8 +35,8 @@ export interface Operation {
    */
   readonly raw?: readonly number[] | null;
   readonly value?: Scalar;
-  /** FC22 mask write (raw null): its masks; the register becomes (current AND and) OR (or AND NOT and). Logged with the write. */
-  readonly mask?: { readonly and: number; readonly or: number };
+  /** FC22 mask write (raw null): its masks. Logged with the write. */
+  readonly mask?: Masks;
   /** Client source address (IPv4 or IPv6, as the socket reports it). */
   readonly source?: string;
 }
