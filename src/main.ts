@@ -25,19 +25,19 @@ import { SyslogExporter, syslogOptions } from "./audit/syslog.js";
 import { TokenBucketRates } from "./pdp/conditions/rate.js";
 import { KEY_FILES } from "./auth/keys.js";
 import { SimulatedPlc } from "./sim/plc.js";
-import { SimulatedOpcuaServer } from "./sim/opcua.js";
+import type { SimulatedOpcuaServer } from "./sim/opcua.js";
 import { DeviceRegistry } from "./devices/registry.js";
 import { DevicePoints } from "./devices/points.js";
 import type { PointIO } from "./devices/types.js";
 import { ModbusFront } from "./fronts/modbus.js";
-import { OpcuaFront } from "./fronts/opcua.js";
+import type { OpcuaFront } from "./fronts/opcua.js";
 import type { FrontAddress } from "./fronts/modbus.js";
 import { buildHttpApp } from "./fronts/http/app.js";
 import type { HttpApp } from "./fronts/http/app.js";
 import { gatewayDecisionLog } from "./fronts/http/decisions.js";
 import { RecordFeed } from "./audit/feed.js";
 import { Metrics } from "./metrics.js";
-import { routeOpcuaLogs } from "./util/opcua-logging.js";
+import { withOpcua } from "./util/opcua-load.js";
 
 export interface Gateway {
   readonly config: GatewayConfig;
@@ -64,11 +64,9 @@ export interface Gateway {
 }
 
 export function createLogger(): Logger {
-  const log = pino({ name: "ztgate", level: process.env["ZTGATE_LOG_LEVEL"] ?? "info" });
-  // node-opcua (loaded with this module) prints on stdout unless told otherwise; its first
-  // message comes after an asynchronous check it starts at load, so this call precedes it.
-  routeOpcuaLogs(log);
-  return log;
+  // node-opcua, when a part needs it, is loaded through util/opcua-load.ts, which routes its
+  // own messages into this log.
+  return pino({ name: "ztgate", level: process.env["ZTGATE_LOG_LEVEL"] ?? "info" });
 }
 
 function subjectOfSession(s: SessionInfo): SessionBody["subject"] {
@@ -190,6 +188,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     let opcuaSim: SimulatedOpcuaServer | undefined;
     const simUa = config.sim.opcua;
     if (simUa.enabled) {
+      const { SimulatedOpcuaServer } = await withOpcua(log, () => import("./sim/opcua.js"));
       const started = new SimulatedOpcuaServer({ scanMs: simUa.scanMs, pkiDir: join(config.keys.dir, "sim-opcua-pki") });
       await started.start({ host: simUa.host, port: simUa.port });
       stops.push(() => started.stop());
@@ -200,6 +199,8 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     const devices = new DeviceRegistry({
       modbus: config.modbus.upstream,
       opcua: { ...config.opcua.upstream, pkiDir: join(config.keys.dir, "opcua-upstream-pki") },
+      // Loaded by the first policy with an OPC UA asset (at start, or at a reload that adds one).
+      loadOpcua: () => withOpcua(log, () => import("./devices/opcua.js")),
     });
     stops.push(() => devices.stop());
     devices.on("state", (d) => log.info({ endpoint: d.endpoint, state: d.state, assets: d.assets }, "device connection state"));
@@ -225,6 +226,7 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
 
     let opcua: OpcuaFront | undefined;
     if (config.opcua.front.enabled) {
+      const { OpcuaFront } = await withOpcua(log, () => import("./fronts/opcua.js"));
       const front = new OpcuaFront({ settings: config.opcua.front, keysDir: config.keys.dir, policy, enforcer, verifier, sessions, upstream: (asset) => devices.opcua(asset), points, log, audit });
       await front.start();
       stops.push(() => front.stop());

@@ -12,8 +12,8 @@ export async function startCommand(argv: string[], io: Io): Promise<number> {
   // (`ztgate start --help` is answered by help.ts before this runs.)
   const file = values.config !== undefined ? path.resolve(values.config) : defaultConfigPath();
   const config = await loadConfig(file);
-  // Loaded only now: main.ts pulls in node-opcua, which prints a warning of its own at load
-  // (CVE-2023-46809, PKCS#1 v1.5: unused here) that must not follow a config error.
+  // Loaded only now, after the config is known to be valid (main.ts loads node-opcua in turn
+  // only for the parts that need it: util/opcua-load.ts).
   const { createLogger, startGateway } = await import("../main.js");
   const log = createLogger();
   // The signal handlers come first: Ctrl-C while the parts start still stops them cleanly

@@ -8,7 +8,9 @@
 // reaches devices of its own protocol: `modbus()` on an OPC UA asset gives undefined, and the
 // other way round. Connector factories: Modbus has a default (ModbusDevice); OPC UA has one
 // (OpcuaDevice) when `opcua` options are given, since the client needs a PKI folder of its
-// own (main.ts passes one under keys.dir). Without it, or for another protocol with no
+// own (main.ts passes one under keys.dir). OpcuaDevice (and node-opcua with it, ~2 s and
+// ~50 MB) is loaded by the first sync that has an OPC UA asset, so a gateway with Modbus
+// assets only never loads it. Without `opcua` options, or for another protocol with no
 // factory, assets are reported in `SyncResult.unsupported` and have no connector;
 // `connectors` replaces a default (tests). A connector that is an EventEmitter emitting
 // `state` (as ModbusDevice and OpcuaDevice do) has its changes re-emitted by the registry.
@@ -16,8 +18,8 @@ import { EventEmitter } from "node:events";
 import type { Asset, PolicySet } from "../pdp/policy-set.js";
 import { ModbusDevice } from "./modbus.js";
 import type { ConnectionState, ModbusDeviceOptions } from "./modbus.js";
-import { OpcuaDevice } from "./opcua.js";
 import type { OpcuaDeviceOptions } from "./opcua.js";
+import type * as OpcuaModule from "./opcua.js";
 import type { OpcuaUpstream } from "./types.js";
 
 export type Protocol = Asset["protocol"];
@@ -42,6 +44,8 @@ export interface DeviceRegistryOptions {
   readonly opcua?: Omit<OpcuaDeviceOptions, "endpoint">;
   /** Connector factories by protocol, replacing the defaults (ModbusDevice; OpcuaDevice with `opcua`). */
   readonly connectors?: Partial<Record<Protocol, ConnectorFactory>>;
+  /** Loads devices/opcua.ts when the first OPC UA asset appears (default: import it; main.ts routes node-opcua's own logging first). */
+  readonly loadOpcua?: () => Promise<typeof OpcuaModule>;
 }
 
 export interface ModbusBinding {
@@ -94,17 +98,29 @@ export class DeviceRegistry extends EventEmitter<{ state: [device: DeviceInfo]; 
   private bindings: ReadonlyMap<string, Binding> = new Map();
   private readonly connectors = new Map<string, DeviceConnector>();
   private readonly factories: Partial<Record<Protocol, ConnectorFactory>>;
+  /** The OPC UA factory, until devices/opcua.ts is loaded (then it is in `factories`). */
+  private readonly lazyOpcua: (() => Promise<ConnectorFactory>) | undefined;
   private chain: Promise<unknown> = Promise.resolve();
   private stopped = false;
 
   constructor(options: DeviceRegistryOptions = {}) {
     super();
     const opcua = options.opcua;
-    this.factories = {
-      modbus: (endpoint) => new ModbusDevice({ ...options.modbus, endpoint }),
-      ...(opcua && { opcua: (endpoint: string) => new OpcuaDevice({ ...opcua, endpoint }) }),
-      ...options.connectors,
-    };
+    this.factories = { modbus: (endpoint) => new ModbusDevice({ ...options.modbus, endpoint }), ...options.connectors };
+    const load = options.loadOpcua ?? (() => import("./opcua.js"));
+    this.lazyOpcua =
+      opcua && !this.factories.opcua
+        ? async () => {
+            const { OpcuaDevice } = await load();
+            return (this.factories.opcua = (endpoint: string) => new OpcuaDevice({ ...opcua, endpoint }));
+          }
+        : undefined;
+  }
+
+  /** The factory of a protocol, loading OPC UA's the first time it is needed; undefined when there is none. */
+  private async factoryOf(protocol: Protocol): Promise<ConnectorFactory | undefined> {
+    const f = this.factories[protocol];
+    return f ?? (protocol === "opcua" && this.lazyOpcua ? this.lazyOpcua() : undefined);
   }
 
   /** The Modbus device of a Modbus asset, or undefined (unknown asset, another protocol, unusable endpoint). */
@@ -161,13 +177,13 @@ export class DeviceRegistry extends EventEmitter<{ state: [device: DeviceInfo]; 
     const wanted = new Map<string, DeviceConnector>();
     if (!this.stopped) {
       for (const asset of set.assets.values()) {
-        const factory = this.factories[asset.protocol];
-        if (!factory) {
-          unsupported.push(asset.id);
-          continue;
-        }
         let connector: DeviceConnector;
         try {
+          const factory = await this.factoryOf(asset.protocol);
+          if (!factory) {
+            unsupported.push(asset.id);
+            continue;
+          }
           // Make one to learn the normalised endpoint; an existing one for it wins.
           const fresh = factory(asset.endpoint);
           const key = keyOf(fresh);
@@ -206,7 +222,6 @@ export class DeviceRegistry extends EventEmitter<{ state: [device: DeviceInfo]; 
 
 /** OpcuaDevice, or any connector a `connectors.opcua` factory made that serves OpcuaUpstream. */
 function isOpcuaUpstream(c: DeviceConnector): c is DeviceConnector & OpcuaUpstream {
-  if (c instanceof OpcuaDevice) return true;
   const u = c as Partial<OpcuaUpstream>;
   return c.protocol === "opcua" && typeof u.read === "function" && typeof u.readWithin === "function" && typeof u.write === "function" && typeof u.call === "function" && typeof u.monitor === "function";
 }

@@ -5,7 +5,7 @@
 import { DataType, DataValue, StatusCode, StatusCodes, Variant } from "node-opcua";
 import type { OutcomeStatus } from "../audit/record.js";
 import type { PointReading, PointWriteResult } from "../devices/types.js";
-import { OPCUA_DATA_TYPES } from "../devices/points.js";
+import { OPCUA_DATA_TYPES } from "../devices/opcua-points.js";
 import type { Point } from "../pdp/policy-set.js";
 import type { Scalar } from "../pdp/operation.js";
 import type { PointType } from "../pdp/values.js";
