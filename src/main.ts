@@ -164,8 +164,19 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     await restoreLeases(config, sessions, verifier, log, stops);
 
     // Writes held for approval; stopped (each pending one refused and logged) before the log closes.
-    const approvals = new ApprovalQueue({ log: decisions, revision: () => policy.current().revision, onDecision: (d, asset) => metrics.decision(d, { asset, action: "write" }) });
-    stops.push(async () => approvals.stop());
+    // A held write is refused when its requester's credential is revoked (checked at each
+    // revocation and at approval) or expires (a timer), never forwarded after that.
+    const approvals = new ApprovalQueue({
+      log: decisions,
+      revision: () => policy.current().revision,
+      onDecision: (d, asset) => metrics.decision(d, { asset, action: "write" }),
+      revoked: (p) => sessions.revokedCredential(p, p.issuedAt),
+    });
+    const unwatchRevocations = sessions.onRevocation(() => approvals.sweep());
+    stops.push(async () => {
+      unwatchRevocations();
+      approvals.stop();
+    });
     const enforcer = new Enforcer({
       policy: () => policy.current(),
       log: decisions,

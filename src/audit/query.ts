@@ -44,11 +44,19 @@ function parse(line: string): LogRecord | null {
  */
 export function parseTimeBound(text: string, nowMs: number): string | null {
   const rel = /^(\d+)(s|m|h|d)$/.exec(text);
-  if (rel) return isoMicros(nowMs - Number(rel[1]) * { s: 1e3, m: 6e4, h: 36e5, d: 864e5 }[rel[2] as "s"]);
-  if (/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/.test(text)) return text;
-  if (!/^\d{4}-\d\d-\d\d/.test(text)) return null;
-  const ms = Date.parse(text);
-  return Number.isFinite(ms) ? isoMicros(ms) : null;
+  if (rel) return timeOf(nowMs - Number(rel[1]) * { s: 1e3, m: 6e4, h: 36e5, d: 864e5 }[rel[2] as "s"]);
+  const date = /^(\d{4})-(\d\d)-(\d\d)/.exec(text);
+  if (!date) return null;
+  // A day the calendar does not have (2026-02-30) is an error, not the 2nd of March.
+  const [y, m, d] = [Number(date[1]), Number(date[2]), Number(date[3])];
+  if (m < 1 || m > 12 || d < 1 || d > new Date(Date.UTC(y, m, 0)).getUTCDate()) return null;
+  if (/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/.test(text)) return Number.isFinite(Date.parse(text)) ? text : null;
+  return timeOf(Date.parse(text));
+}
+
+/** The log's time format of an epoch ms; null past the range a Date holds (±8.64e15 ms). */
+function timeOf(ms: number): string | null {
+  return Number.isFinite(ms) && Math.abs(ms) <= 8.64e15 ? isoMicros(ms) : null;
 }
 
 /** Whether a record passes every filter given (a filter on a field the record lacks fails). */

@@ -170,8 +170,9 @@ let cachedPrefix = "";
 export function isoMicros(ms: number): string {
   const whole = Math.floor(ms);
   if (whole !== cachedMs) {
-    cachedMs = whole;
+    // (toISOString throws past a Date's range: nothing is cached then.)
     cachedPrefix = new Date(whole).toISOString().slice(0, 23);
+    cachedMs = whole;
   }
   const us = Math.min(999, Math.floor((ms - whole) * 1000));
   return cachedPrefix + (us < 10 ? "00" : us < 100 ? "0" : "") + us + "Z";

@@ -176,6 +176,7 @@ export class TokenVerifier {
       claims: Object.freeze({ ...payload }),
       ...(typeof payload.jti === "string" ? { tokenId: payload.jti } : {}),
       expiresAt: exp * 1000,
+      ...(typeof payload.iat === "number" ? { issuedAt: payload.iat * 1000 } : {}),
     };
     return { ok: true, verified: { principal, exp, ...(payload.iat !== undefined ? { iat: payload.iat } : {}), ...(boundTo !== undefined ? { boundTo } : {}) } };
   }

@@ -5,6 +5,7 @@
 import { DataType, StatusCodes, Variant, VariantArrayType, coerceInt64, coerceUInt64 } from "node-opcua";
 import type { DataValue, StatusCode } from "node-opcua";
 import type { Scalar } from "../pdp/operation.js";
+import { FLOAT32_MAX, OPCUA_INT_RANGES } from "../pdp/values.js";
 import type { OpcuaType } from "../pdp/values.js";
 import type { PointReading, PointWriteResult } from "./types.js";
 
@@ -23,17 +24,6 @@ export const OPCUA_DATA_TYPES: Readonly<Record<OpcuaType, DataType>> = {
   double: DataType.Double,
   string: DataType.String,
   datetime: DataType.DateTime,
-};
-
-const INT_RANGES: Partial<Record<OpcuaType, readonly [number, number]>> = {
-  sbyte: [-0x80, 0x7f],
-  byte: [0, 0xff],
-  int16: [-0x8000, 0x7fff],
-  uint16: [0, 0xffff],
-  int32: [-0x8000_0000, 0x7fff_ffff],
-  uint32: [0, 0xffff_ffff],
-  int64: [Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER],
-  uint64: [0, Number.MAX_SAFE_INTEGER],
 };
 
 function isOpcuaType(t: string): t is OpcuaType {
@@ -58,12 +48,12 @@ export function variantOf(type: string, value: Scalar): Variant | undefined {
       return d && !Number.isNaN(d.getTime()) ? new Variant({ dataType, value: d }) : undefined;
     }
     case "float":
-      if (typeof value !== "number" || !Number.isFinite(value) || Math.abs(value) > 3.4028234663852886e38) return undefined;
+      if (typeof value !== "number" || !Number.isFinite(value) || Math.abs(value) > FLOAT32_MAX) return undefined;
       return new Variant({ dataType, value });
     case "double":
       return typeof value === "number" && !Number.isNaN(value) ? new Variant({ dataType, value }) : undefined;
     default: {
-      const [lo, hi] = INT_RANGES[type] as readonly [number, number];
+      const [lo, hi] = OPCUA_INT_RANGES[type] as readonly [number, number];
       if (typeof value !== "number" || !Number.isInteger(value) || value < lo || value > hi) return undefined;
       // 64-bit values are [high, low] pairs: node-opcua cannot tell one from an array.
       if (type === "int64") return new Variant({ dataType, arrayType: VariantArrayType.Scalar, value: coerceInt64(value) });

@@ -58,6 +58,7 @@ export function identityFromCertificate(peer: PeerCertificate | undefined, autho
       claims: Object.freeze({ "x5t#S256": thumbprint, serialNumber: peer.serialNumber }),
       tokenId: thumbprint,
       ...(Number.isFinite(notAfter) && { expiresAt: notAfter }),
+      ...(Number.isFinite(notBefore) && { issuedAt: notBefore }),
       via: "mtls",
     },
   };

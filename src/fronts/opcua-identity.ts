@@ -42,6 +42,7 @@ export function principalFromUserCertificate(der: Uint8Array, now = Date.now()):
       claims: Object.freeze({ "x5t#S256": thumbprint, serialNumber: cert.serialNumber }),
       tokenId: thumbprint,
       expiresAt: cert.notAfter.getTime(),
+      issuedAt: cert.notBefore.getTime(),
       via: "opcua-x509",
     },
   };

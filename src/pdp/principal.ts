@@ -9,5 +9,7 @@ export interface Principal {
   readonly sessionId?: string;
   readonly tokenId?: string;
   readonly expiresAt?: number;
+  /** When its credential was issued (epoch ms): the token's iat, the certificate's notBefore. A revocation of the subject covers what was issued at or before it. */
+  readonly issuedAt?: number;
   readonly via: Via;
 }

@@ -23,6 +23,21 @@ export function isRegisterType(t: string): t is RegisterType {
   return (REGISTER_TYPES as readonly string[]).includes(t);
 }
 
+/** The whole numbers each OPC UA integer type holds (64-bit ones: as far as a JSON number is exact). */
+export const OPCUA_INT_RANGES: Readonly<Partial<Record<OpcuaType, readonly [number, number]>>> = {
+  sbyte: [-0x80, 0x7f],
+  byte: [0, 0xff],
+  int16: [-0x8000, 0x7fff],
+  uint16: [0, 0xffff],
+  int32: [-0x8000_0000, 0x7fff_ffff],
+  uint32: [0, 0xffff_ffff],
+  int64: [Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER],
+  uint64: [0, Number.MAX_SAFE_INTEGER],
+};
+
+/** The largest finite float32 (OPC UA Float). */
+export const FLOAT32_MAX = 3.4028234663852886e38;
+
 export function isBitTable(table: Table): boolean {
   return table === "coil" || table === "discrete";
 }

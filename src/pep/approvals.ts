@@ -10,7 +10,10 @@
 //      `approval: { asset, comment?, id, ref, requester, verdict }`: both identities in one record.
 //      A refused approver is a deny: `self-approval`, or `no-matching-rule` without an approver role;
 //   3. the end: an outcome record of the write (ref = its decision id) once it is forwarded, or a
-//      deny of the write itself with reason `approval-rejected` / `approval-timeout`.
+//      deny of the write itself with reason `approval-rejected` / `approval-timeout`, or
+//      `token-revoked` / `token-expired` when the requester's credential is revoked or expires
+//      while the write waits (continuous verification, SPEC §3: a held write is not forwarded
+//      on behalf of someone who may no longer ask for it).
 import { randomUUID } from "node:crypto";
 import type { ClientRef, DecisionBody, SubjectRef, TargetRef } from "../audit/record.js";
 import { clientOf, decisionBody, isoMicros, subjectOf } from "../audit/record.js";
@@ -26,7 +29,11 @@ import type { AuditLog, Authorization } from "./enforce.js";
 export const DEFAULT_MAX_PENDING = 100;
 
 /** How a held write ended. */
-export type Settlement = { readonly verdict: "approved"; readonly approver: SubjectRef } | { readonly verdict: "rejected" | "timeout"; readonly refusal: Authorization };
+export type Settlement = { readonly verdict: "approved"; readonly approver: SubjectRef } | { readonly verdict: Ending; readonly refusal: Authorization };
+
+/** How a held write ends without being forwarded. */
+type Ending = "rejected" | "timeout" | "revoked" | "expired";
+const ENDING_REASON: Readonly<Record<Ending, Reason>> = { rejected: "approval-rejected", timeout: "approval-timeout", revoked: "token-revoked", expired: "token-expired" };
 
 /** A place in the queue, reserved before the write's decision is logged (the record names its id). */
 export interface Ticket {
@@ -60,6 +67,8 @@ export type ApprovalAnswer =
   | { readonly status: "not-found" }
   | { readonly status: "audit-unavailable" }
   | { readonly status: "self-approval" | "not-approver"; readonly decisionId: string | null; readonly roles: readonly string[] }
+  /** The requester's credential was revoked or expired: the write was refused (`refusalId`), nobody's answer is taken. */
+  | { readonly status: "requester-ended"; readonly why: string; readonly refusalId: string | null }
   | { readonly status: "decided"; readonly verdict: "approved" | "rejected"; readonly decisionId: string | null };
 
 export interface ApprovalQueueDeps {
@@ -70,6 +79,8 @@ export interface ApprovalQueueDeps {
   readonly maxPending?: number;
   /** Called for every decision the queue records (metrics). */
   readonly onDecision?: (d: Pick<Decision, "effect" | "reason">, asset: string | null) => void;
+  /** Why the requester's credential is revoked now, or undefined (SessionRegistry.revokedCredential). Without it, only expiry is checked. */
+  readonly revoked?: (p: Principal) => string | undefined;
 }
 
 interface Entry {
@@ -117,8 +128,23 @@ export class ApprovalQueue {
     const e = this.entries.get(ticket.id);
     if (!e) return;
     e.held = { ...held, body: decisionBody(held.decision, held.op, held.principal, held.client) };
-    e.timer = setTimeout(() => this.end(e, "timeout", null), Math.max(0, ticket.expiresAt - this.now()));
+    // One timer: the approval's timeout, or the requester's credential expiring before it.
+    const until = Math.min(ticket.expiresAt, held.principal.expiresAt ?? Infinity);
+    e.timer = setTimeout(() => this.end(e, this.now() < ticket.expiresAt ? "expired" : "timeout", null), Math.max(0, until - this.now()));
     e.timer.unref();
+  }
+
+  /** Refuses every held write whose requester's credential is revoked now (call it after each revocation). */
+  sweep(): void {
+    for (const e of [...this.entries.values()]) if (e.held && this.deps.revoked?.(e.held.principal) !== undefined) this.end(e, "revoked", null);
+  }
+
+  /** Why the requester can no longer have the write forwarded: revoked or expired; undefined while it can. */
+  private ended(p: Principal): { ending: "revoked" | "expired"; why: string } | undefined {
+    const revoked = this.deps.revoked?.(p);
+    if (revoked !== undefined) return { ending: "revoked", why: revoked };
+    if (p.expiresAt !== undefined && this.now() >= p.expiresAt) return { ending: "expired", why: `the requester's credential expired at ${new Date(p.expiresAt).toISOString()}` };
+    return undefined;
   }
 
   /** Pending approvals, oldest first; `visible` filters by the approver roles they need. */
@@ -140,6 +166,8 @@ export class ApprovalQueue {
     const e = this.entries.get(id);
     if (!e?.held) return { status: "not-found" };
     const held = e.held;
+    const gone = this.ended(held.principal);
+    if (gone) return { status: "requester-ended", why: gone.why, refusalId: this.end(e, gone.ending, null) };
     const roles = e.ticket.roles;
     const requester = subjectOf(held.principal);
     // Never the requester: the same `sub` is refused even from another issuer (the stricter reading).
@@ -188,15 +216,19 @@ export class ApprovalQueue {
     }
   }
 
-  private end(e: Entry, verdict: "approved" | "rejected" | "timeout", approver: SubjectRef | null): void {
-    if (this.entries.get(e.ticket.id) !== e) return;
+  /** Settles a held write; for a refusal, returns the id of the deny it logged. */
+  private end(e: Entry, verdict: "approved" | Ending, approver: SubjectRef | null): string | null {
+    if (this.entries.get(e.ticket.id) !== e) return null;
     this.entries.delete(e.ticket.id);
     if (e.timer) clearTimeout(e.timer);
     const held = e.held as NonNullable<Entry["held"]>;
-    if (verdict === "approved") return e.settle({ verdict, approver: approver as SubjectRef });
+    if (verdict === "approved") {
+      e.settle({ verdict, approver: approver as SubjectRef });
+      return null;
+    }
     const d = held.decision;
     const decision: Decision = {
-      effect: "deny", rule: d.rule, reason: verdict === "rejected" ? "approval-rejected" : "approval-timeout", policyRevision: d.policyRevision, mode: d.mode,
+      effect: "deny", rule: d.rule, reason: ENDING_REASON[verdict], policyRevision: d.policyRevision, mode: d.mode,
       ...(d.zone !== undefined && { zone: d.zone }), ...(d.values !== undefined && { values: d.values }),
     };
     const body = { ...decisionBody(decision, held.op, held.principal, held.client), approval: { ...(approver && { approver }), id: e.ticket.id, ref: held.ref } };
@@ -206,6 +238,7 @@ export class ApprovalQueue {
     } finally {
       e.settle({ verdict, refusal: { allowed: false, decision, id } });
     }
+    return id;
   }
 
   /** Appends a record (keys need not be in order: the log canonicalizes); null when the log refuses it. */

@@ -264,12 +264,21 @@ export class Enforcer {
   /** Forwards an allowed request; `client` undefined: no onOutcome call (an approved write). */
   private forwardNow<T>(authorizations: Authorization[], forward: () => Promise<Forwarded<T>>, client: ClientRef | undefined, t0: number): Promise<Enforced<T>> {
     const started = performance.now();
-    return forward().then((forwarded) => {
-      const latency = performance.now() - started;
-      for (const a of authorizations) this.outcome(a.id, forwarded.status, latency, forwarded.exception, forwarded.cacheAgeMs);
-      if (client && this.deps.onOutcome) this.deps.onOutcome(client, forwarded.status, started - t0, latency);
-      return { allowed: true, authorizations, forwarded };
-    });
+    return forward().then(
+      (forwarded) => {
+        const latency = performance.now() - started;
+        for (const a of authorizations) this.outcome(a.id, forwarded.status, latency, forwarded.exception, forwarded.cacheAgeMs);
+        if (client && this.deps.onOutcome) this.deps.onOutcome(client, forwarded.status, started - t0, latency);
+        return { allowed: true, authorizations, forwarded };
+      },
+      (e: unknown) => {
+        // A forward step that failed in the gateway (a bug, not the device) still closes its
+        // decisions: every allow has an outcome. Whether it reached the device is not known.
+        const latency = performance.now() - started;
+        for (const a of authorizations) this.outcome(a.id, "unavailable", latency, "gateway-error");
+        throw e;
+      },
+    );
   }
 }
 

@@ -220,3 +220,16 @@ t.test("onOutcome reports each forwarded request once, with its client, status a
   t.match(outcomes[1], { protocol: "opcua", status: "ok" });
   await log.close();
 });
+
+t.test("a forward step that fails inside the gateway still gets its outcome (gateway-error), and the failure is passed on", async (t) => {
+  const dir = t.testdir();
+  const k = await keys();
+  const log = await DecisionLog.open(settings(dir), { signingKey: k.privateKey });
+  const pep = new Enforcer({ policy: () => set, log, rates: new TokenBucketRates() });
+  await t.rejects(pep.enforce(mes, [readTemp], client, () => Promise.reject(new RangeError("a bug in a forward step"))), { message: "a bug in a forward step" });
+  await log.close();
+  const recs = records(dir).filter((r) => r["type"] === "decision" || r["type"] === "outcome");
+  const decision = recs.find((r) => r["type"] === "decision");
+  t.match(decision, { decision: "allow" });
+  t.match(recs.find((r) => r["type"] === "outcome"), { ref: decision?.["id"], status: "unavailable", exception: "gateway-error" }, "every allow has an outcome");
+});

@@ -2,6 +2,7 @@
 // decision log (audit.ts), assets and points (points.ts), metrics and probes (health.ts) and
 // the review page (ui.ts). Every error is an RFC 9457 problem document.
 import type https from "node:https";
+import { Ajv } from "ajv";
 import { fastify } from "fastify";
 import type { FastifyError, FastifyInstance } from "fastify";
 import type { Logger } from "pino";
@@ -82,12 +83,28 @@ export function buildHttpApp(deps: HttpAppDeps): HttpApp {
     // Clients never name a request id we would trust; and a leaked stack never leaves the gateway.
     requestIdHeader: false,
     return503OnClosing: true,
-    // An unknown key is an error, not silently dropped (fastify's default removes it).
-    // Union types (`["string", "null"]`) are meant; ajv's strict mode would only warn about them.
-    ajv: { customOptions: { removeAdditional: false, allowUnionTypes: true } },
     forceCloseConnections: true,
   });
   const log = deps.log.child({ front: "http" });
+
+  // Schemas: an unknown key is an error, not silently dropped (fastify's default removes it);
+  // union types (`["string", "null"]`) are meant. Query strings and path parameters are text,
+  // so their numbers and booleans are coerced from it; a JSON body is taken as it is typed:
+  // with coercion, `null`, `true` or `"1e3"` would pass as a register value, and a bare
+  // scalar as an array of one.
+  const options = { removeAdditional: false, allowUnionTypes: true, useDefaults: true, allErrors: false } as const;
+  const bodies = new Ajv({ ...options, coerceTypes: false });
+  const texts = new Ajv({ ...options, coerceTypes: "array" });
+  app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === "body" ? bodies : texts).compile(schema));
+  // JSON only, in UTF-8 (RFC 8259 §8.1): fastify's own text/plain parser would hand a string to
+  // a schema that then says "must be object"; a charset other than UTF-8 would be decoded as UTF-8.
+  app.removeContentTypeParser("text/plain");
+  app.addHook("onRequest", async (req) => {
+    const charset = /;\s*charset\s*=\s*"?([^";\s]*)/i.exec(req.headers["content-type"] ?? "")?.[1]?.toLowerCase();
+    if (charset !== undefined && charset !== "utf-8" && charset !== "utf8") {
+      throw new HttpProblem(415, errorType("ctp-invalid-media-type"), "Bad request", `request bodies are JSON in UTF-8, not charset ${charset}`);
+    }
+  });
 
   app.addHook("onSend", async (_req, reply, payload) => {
     void reply.header("x-content-type-options", "nosniff");

@@ -7,11 +7,13 @@
 //                              by a principal holding one of the approval's roles, never the requester:
 //                              the requester → 403 `self-approval`; no approver role → 403
 //                              `no-matching-rule`; both logged. Unknown or already decided id → 404.
+//                              The requester's credential revoked or expired meanwhile → 409
+//                              `requester-ended` (the write is refused, logged `token-revoked` / `token-expired`).
 import type { FastifyInstance } from "fastify";
 import type { Logger } from "pino";
 import type { HttpAppDeps } from "./app.js";
-import { auditUnavailable, gate } from "./gate.js";
-import { forbidden, notFound } from "./problem.js";
+import { NO_QUERY, auditUnavailable, gate } from "./gate.js";
+import { HttpProblem, errorType, forbidden, notFound } from "./problem.js";
 
 const idParams = { type: "object", required: ["id"], additionalProperties: false, properties: { id: { type: "string", minLength: 1, maxLength: 64 } } } as const;
 const decideBody = {
@@ -31,9 +33,11 @@ export async function approvalRoutes(app: FastifyInstance, opts: { deps: HttpApp
   const g = gate(deps, log, "approvals");
   const overseers = new Set([...deps.gatewayRoles.adminRoles, ...deps.gatewayRoles.auditorRoles]);
 
-  app.get("/v1/approvals", async (req) => {
+  app.get("/v1/approvals", { schema: { querystring: NO_QUERY } }, async (req) => {
     const p = await g.authenticate(req, "read");
     const all = p.roles.some((r) => overseers.has(r));
+    // Seeing everyone's pending writes is a use of a gateway role: logged like the other role-gated reads.
+    if (all) g.require(req, p, ["gateway.adminRoles", "gateway.auditorRoles"], "read", "listing every pending approval");
     const approvals = deps.approvals?.list((roles) => all || p.roles.some((r) => roles.includes(r))) ?? [];
     return { approvals };
   });
@@ -56,6 +60,9 @@ export async function approvalRoutes(app: FastifyInstance, opts: { deps: HttpApp
         case "not-approver":
           log.info({ sub: p.sub, approval: id }, "approval refused: no approver role");
           throw forbidden("no-matching-rule", `approval ${id} needs one of the roles ${a.roles.join(", ")}`, a.decisionId);
+        case "requester-ended":
+          log.info({ sub: p.sub, approval: id, why: a.why }, "approval refused: the requester's credential ended");
+          throw new HttpProblem(409, errorType("requester-ended"), "The write can no longer be approved", `approval ${id}: ${a.why}; the held write was refused (decision ${a.refusalId ?? "not logged"}) and is not forwarded`, { decisionId: a.refusalId });
         case "decided":
           log.info({ sub: p.sub, approval: id, verdict: a.verdict }, "approval decided");
           return { id, verdict: a.verdict, decisionId: a.decisionId };

@@ -36,6 +36,12 @@ export async function bearer(deps: Pick<HttpAppDeps, "verifier">, req: FastifyRe
   return r.ok ? { ok: true, principal: r.principal } : { ok: false, reason: r.reason, detail: r.detail };
 }
 
+/** The query string schema of a route that takes no parameters: an unknown one is a 400, as on every other route. */
+export const NO_QUERY = { type: "object", additionalProperties: false, properties: {} } as const;
+
+/** The body schema of a POST that takes none: nothing, or an empty JSON object. */
+export const NO_BODY = { type: ["object", "null"], additionalProperties: false, properties: {} } as const;
+
 export function auditUnavailable(): HttpProblem {
   return new HttpProblem(503, reasonType("audit-unavailable"), "The decision log cannot be written", "the gateway fails closed while its decision log cannot be written", { reason: "audit-unavailable" });
 }

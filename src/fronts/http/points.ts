@@ -26,10 +26,11 @@ import { WRITABLE_TABLES } from "../../pdp/operation.js";
 import type { Asset, Point } from "../../pdp/policy-set.js";
 import type { Principal } from "../../pdp/principal.js";
 import { REASONS } from "../../pdp/reasons.js";
-import { encodeValue, isRegisterType } from "../../pdp/values.js";
+import { FLOAT32_MAX, OPCUA_INT_RANGES, encodeValue, isRegisterType } from "../../pdp/values.js";
+import type { OpcuaType } from "../../pdp/values.js";
 import { parseTarget } from "../../policy/request.js";
 import type { HttpAppDeps } from "./app.js";
-import { bearer, clientOf, gate } from "./gate.js";
+import { NO_QUERY, bearer, clientOf, gate } from "./gate.js";
 import { HttpProblem, badRequest, errorType, forbidden, reasonType, unauthorized } from "./problem.js";
 import { maxRead, maxWrite, readRange, writeRange } from "./modbus-raw.js";
 
@@ -128,6 +129,9 @@ export function pointValue(point: Point, value: Scalar): { ok: true; value: Scal
   if (typeof value !== "number" || !Number.isFinite(value)) return { ok: false, why: `${named}: the value must be a number, not ${JSON.stringify(value)}` };
   if (isRegisterType(t) && !encodeValue(t, point.words, value)) return { ok: false, why: `${named}: ${value} does not fit the type` };
   if (INTEGER_TYPES.has(t) && !Number.isInteger(value)) return { ok: false, why: `${named}: the value must be a whole number` };
+  const range = OPCUA_INT_RANGES[t as OpcuaType];
+  if (range && (value < range[0] || value > range[1])) return { ok: false, why: `${named}: ${value} is outside ${range[0]}..${range[1]}` };
+  if (t === "float" && Math.abs(value) > FLOAT32_MAX) return { ok: false, why: `${named}: ${value} is beyond a float's range` };
   return { ok: true, value };
 }
 
@@ -216,7 +220,7 @@ export async function pointRoutes(app: FastifyInstance, opts: { deps: HttpAppDep
     return deps.points;
   };
 
-  app.get("/v1/assets", { schema: { response: { 200: assetsResponse } } }, async (req) => {
+  app.get("/v1/assets", { schema: { querystring: NO_QUERY, response: { 200: assetsResponse } } }, async (req) => {
     const p = await listing.authenticate(req, "browse");
     const set = parts().policy.current();
     const source = req.socket.remoteAddress;
@@ -278,6 +282,10 @@ export async function pointRoutes(app: FastifyInstance, opts: { deps: HttpAppDep
     },
     async (req, reply) => {
       const { asset: id, point: name } = req.params;
+      // Who asks comes first: a caller without a valid token learns nothing of the point (its
+      // type, its limits) from the answer. The asset and point are then looked up on the policy
+      // the decision below is made on (no await between them).
+      const p = await principalFor(req, { asset: id, action: "write", target: { kind: "point", point: name }, ...sourceOf(req) });
       const { asset, point } = lookup(id, name);
       let value = req.body.value;
       if (point) {
@@ -288,7 +296,6 @@ export async function pointRoutes(app: FastifyInstance, opts: { deps: HttpAppDep
       // The log records a write decoded and raw (SPEC §6): the words a Modbus point's value goes out as.
       const raw = asset?.protocol === "modbus" && point ? wireWords(point, value) : undefined;
       const op: Operation = { asset: id, action: "write", target: { kind: "point", point: name }, value, ...(raw && { raw }), ...sourceOf(req) };
-      const p = await principalFor(req, op);
       const io = points();
       const r = await enforce(req, p, op, async () => {
         if (!asset || !point) return { status: "unavailable", exception: "policy-changed" };
@@ -300,10 +307,36 @@ export async function pointRoutes(app: FastifyInstance, opts: { deps: HttpAppDep
     },
   );
 
+  /** A raw target as text → its range; a target that does not parse is a 400 naming what is wrong. */
+  const rangeOf = (text: string): Extract<Target, { kind: "range" }> => {
+    let t: Target;
+    try {
+      t = parseTarget(text);
+    } catch (e) {
+      throw badRequest((e as Error).message);
+    }
+    if (t.kind !== "range") throw badRequest(`target "${text}": raw targets are Modbus addresses (TABLE:ADDR[-ADDR])`);
+    return t;
+  };
+
+  /**
+   * The caller of a raw read or write, before anything of the asset is looked at: a refused
+   * token is logged with the target as far as it parses.
+   */
+  const rawCaller = (req: FastifyRequest<{ Params: { asset: string }; Body: { target: string } }>, action: "read" | "write"): Promise<Principal> => {
+    let target: Target;
+    try {
+      target = rangeOf(req.body.target);
+    } catch {
+      target = { kind: "point", point: "(invalid target)" };
+    }
+    return principalFor(req, { asset: req.params.asset, action, target, ...sourceOf(req) });
+  };
+
   const rawTarget = (id: string, text: string, count: number | undefined): Extract<Target, { kind: "range" }> => {
     const { asset } = lookup(id);
     if (asset && asset.protocol !== "modbus") throw badRequest(`asset ${id} is an OPC UA asset: raw targets are Modbus addresses; read and write its points instead`);
-    const t = parseTarget(text) as Extract<Target, { kind: "range" }>;
+    const t = rangeOf(text);
     if (count !== undefined && t.count !== 1) throw badRequest(`target ${text} is a range already; give count only with a single address`);
     const range = count !== undefined ? { ...t, count } : t;
     if (range.address + range.count > 0x10000) throw badRequest(`target ${text} with count ${range.count} goes past address 65535`);
@@ -315,10 +348,10 @@ export async function pointRoutes(app: FastifyInstance, opts: { deps: HttpAppDep
     { schema: { params: assetParams, body: rawReadBody, response: { 200: rawReadResponse } } },
     async (req) => {
       const id = req.params.asset;
+      const p = await rawCaller(req, "read");
       const target = rawTarget(id, req.body.target, req.body.count);
       if (target.count > maxRead(target.table)) throw badRequest(`a read of ${target.table} covers at most ${maxRead(target.table)} addresses (got ${target.count})`);
       const op: Operation = { asset: id, action: "read", target, ...sourceOf(req) };
-      const p = await principalFor(req, op);
       const r = await enforce(req, p, op, () => readRange(deps.devices?.modbus(id), target.table, target.address, target.count));
       return { target: describe(target), values: r.result, decisionId: r.id };
     },
@@ -329,16 +362,16 @@ export async function pointRoutes(app: FastifyInstance, opts: { deps: HttpAppDep
     { schema: { params: assetParams, body: rawWriteBody, response: { 200: rawWriteResponse } } },
     async (req, reply) => {
       const id = req.params.asset;
+      const p = await rawCaller(req, "write");
       const { values } = req.body;
       // `holding:100` with several values writes from 100 on; a range must match the values.
-      const single = parseTarget(req.body.target).kind === "range" && !req.body.target.includes("-");
+      const single = !req.body.target.includes("-");
       const target = rawTarget(id, req.body.target, single ? values.length : undefined);
       if (!WRITABLE_TABLES.has(target.table)) throw badRequest(`${target.table} is read-only: only coil and holding addresses are written`);
       if (target.count !== values.length) throw badRequest(`target ${req.body.target} covers ${target.count} addresses; give that many values (got ${values.length})`);
       if (values.length > maxWrite(target.table)) throw badRequest(`a write of ${target.table} carries at most ${maxWrite(target.table)} values`);
       if (target.table === "coil" && values.some((v) => v !== 0 && v !== 1)) throw badRequest("coil values are 0 or 1");
       const op: Operation = { asset: id, action: "write", target, raw: values, ...sourceOf(req) };
-      const p = await principalFor(req, op);
       const r = await enforce(req, p, op, async () => {
         const w = await writeRange(deps.devices?.modbus(id), target.table as "coil" | "holding", target.address, values);
         return { ...w, result: w.status };

@@ -7,7 +7,7 @@
 import type { FastifyInstance } from "fastify";
 import type { Logger } from "pino";
 import type { HttpAppDeps } from "./app.js";
-import { gate } from "./gate.js";
+import { NO_BODY, NO_QUERY, gate } from "./gate.js";
 import { HttpProblem, errorType } from "./problem.js";
 
 const infoResponse = {
@@ -39,13 +39,13 @@ export async function policyRoutes(app: FastifyInstance, opts: { deps: HttpAppDe
     return deps.policy;
   };
 
-  app.get("/v1/policy", { schema: { response: { 200: infoResponse } } }, async (req) => {
+  app.get("/v1/policy", { schema: { querystring: NO_QUERY, response: { 200: infoResponse } } }, async (req) => {
     const p = await g.authenticate(req, "read");
     g.require(req, p, ["gateway.adminRoles", "gateway.auditorRoles"], "read", "reading the policy status");
     return store().info();
   });
 
-  app.post("/v1/policy/reload", { schema: { response: { 200: reloadResponse } } }, async (req) => {
+  app.post("/v1/policy/reload", { schema: { body: NO_BODY, response: { 200: reloadResponse } } }, async (req) => {
     const p = await g.authenticate(req, "write");
     g.require(req, p, ["gateway.adminRoles"], "write", "reloading the policy");
     const r = await store().reload("api");

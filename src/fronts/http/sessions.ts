@@ -20,7 +20,7 @@ import type { Action } from "../../pdp/operation.js";
 import type { Principal } from "../../pdp/principal.js";
 import type { HttpAppDeps } from "./app.js";
 import type { GatewayDecision } from "./decisions.js";
-import { bearer, bearerToken } from "./gate.js";
+import { NO_BODY, bearer, bearerToken } from "./gate.js";
 import { HttpProblem, badRequest, errorType, forbidden, notFound, reasonType, unauthorized } from "./problem.js";
 
 const RESOURCE = "sessions";
@@ -208,7 +208,7 @@ export async function sessionRoutes(app: FastifyInstance, opts: { deps: HttpAppD
     return { ...(sub !== undefined ? { sub } : { jti }), ended: ids };
   });
 
-  app.post<{ Params: { id: string } }>("/v1/sessions/:id/renew", { schema: { params: idParams } }, async (req) => {
+  app.post<{ Params: { id: string } }>("/v1/sessions/:id/renew", { schema: { params: idParams, body: NO_BODY } }, async (req) => {
     const p = await authenticate(req, "write");
     const s = lookup(req.params.id);
     if (s.kind !== "lease") throw new HttpProblem(409, errorType("not-a-lease"), "Not a lease", `session ${s.id} rests on a ${s.principal.via} credential, not a token; only leases are renewed`);
