@@ -6,12 +6,14 @@
 // - bad raw targets, out-of-range OPC UA values and time bounds are 400s, not 500s;
 // - text/plain bodies and other charsets are 415; unknown query and body keys are 400.
 import t from "tap";
+import type { Test } from "tap";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { LogRecord } from "../../src/audit/record.js";
 import { pointValue } from "../../src/fronts/http/points.js";
 import type { Point } from "../../src/pdp/policy-set.js";
 import { startHarness } from "./harness.js";
+import type { Harness } from "./harness.js";
 
 /** An asset whose writes need a shift lead's approval, on the harness's PLC. */
 const HELD = (port: number) => `asset: approvals-bed
@@ -36,10 +38,16 @@ rules:
 
 type Rec = LogRecord & Record<string, unknown>;
 
-t.test("a held write is refused once its requester is revoked, or their token expires", async (t) => {
+/** The whole gateway with the approvals bed loaded. */
+async function gateway(t: Test): Promise<Harness> {
   const h = await startHarness(t, { policies: {} });
   writeFileSync(join(h.dir, "policies", "approvals-bed.yaml"), HELD(h.plcPort));
   t.match(await h.gw.policy.reload("manual"), { ok: true });
+  return h;
+}
+
+t.test("a held write is refused once its requester is revoked, or their token expires", async (t) => {
+  const h = await gateway(t);
   const lead = await h.token("lead-1", ["shift-lead"]);
   const admin = await h.token("adm-1", ["admin"]);
   const fc6 = () => h.plc.stats().served[6] ?? 0;
@@ -84,9 +92,7 @@ t.test("a held write is refused once its requester is revoked, or their token ex
 });
 
 t.test("bodies are taken as typed; bad targets, values and time bounds are 400s; media types and unknown keys", async (t) => {
-  const h = await startHarness(t, { policies: {} });
-  writeFileSync(join(h.dir, "policies", "approvals-bed.yaml"), HELD(h.plcPort));
-  t.match(await h.gw.policy.reload("manual"), { ok: true });
+  const h = await gateway(t);
   const mes = await h.token("mes-1", ["mes"]);
   const auditor = await h.token("aud-1", ["auditor"]);
   const admin = await h.token("adm-1", ["admin"]);
