@@ -14,10 +14,18 @@
 // Policy reload: every live item is decided again with its session's current principal (each
 // decision logged); one no longer allowed gets a last notification with BadUserAccessDenied and
 // stops (it delivers nothing more); a stopped item that a later reload allows again resumes.
+//
+// Who an item serves: the session its subscription belongs to now (node-opcua moves a
+// subscription with TransferSubscriptions), and that session's principal now (ActivateSession
+// may change the user, or renew the token with other roles). An item delivers values only to
+// the principal it was last decided for: when the owner or its principal changes, it answers
+// BadUserAccessDenied until it is decided again (reauthorize(session), called by the front on
+// every such change), and is stopped if the new principal may not read the point.
 import { AttributeIds, MonitoredItemCreateResult, StatusCodes } from "node-opcua";
 import type { DataValue, MonitoredItemCreateRequest, NodeId } from "node-opcua";
 import type { MonitorHandle } from "../devices/types.js";
 import type { Operation } from "../pdp/operation.js";
+import type { Principal } from "../pdp/principal.js";
 import type { PointNode } from "./opcua-space.js";
 import type { ServiceContext, SessionIdentity } from "./opcua-service.js";
 import { fetchPoint } from "./opcua-service.js";
@@ -42,6 +50,8 @@ interface PreResult {
 
 /** The parts of node-opcua's server Subscription the front uses. */
 interface ServerSubscription {
+  /** The session the subscription belongs to now (node-opcua sets it; TransferSubscriptions changes it). */
+  readonly $session?: unknown;
   preCreateMonitoredItem(addressSpace: unknown, timestamps: unknown, req: MonitoredItemCreateRequest): PreResult;
   on(event: "removeMonitoredItem", listener: (item: ServerItem) => void): unknown;
 }
@@ -58,8 +68,12 @@ interface Feed {
 
 interface Item {
   readonly item: ServerItem;
+  readonly sub: ServerSubscription;
+  /** The session that created it (its owner while node-opcua does not say otherwise). */
   readonly session: unknown;
   readonly pn: PointNode;
+  /** The principal the item was last decided (and allowed) for: it serves no other. */
+  decidedFor: Principal | undefined;
   stopped?: DataValue;
   feedKey?: string;
 }
@@ -67,7 +81,9 @@ interface Item {
 interface Pending {
   readonly pn: PointNode;
   readonly allowed: boolean;
+  readonly principal?: Principal;
 }
+
 
 export class PointMonitors {
   private readonly items = new Map<ServerItem, Item>();
@@ -101,23 +117,33 @@ export class PointMonitors {
           return;
         }
         const a = await this.ctx.enforcer.authorize(who.principal, readOf(who, pn), who.client);
-        this.pending.set(req, { pn, allowed: a.allowed });
+        this.pending.set(req, { pn, allowed: a.allowed, principal: who.principal });
       }),
     );
   }
 
   /**
-   * Decides every live item again (after a policy reload): stops the ones no longer allowed,
-   * resumes stopped ones allowed again (their next sample is the point's value).
+   * Decides every live item again (after a policy reload; with `session`, only the items that
+   * session owns now, after its user or token changed or a subscription moved to it): stops
+   * the ones no longer allowed, resumes stopped ones allowed again (their next sample is the
+   * point's value). An item whose owner has no identity (a session ending) is stopped.
    */
-  async reauthorize(): Promise<{ kept: number; stopped: number; resumed: number }> {
+  async reauthorize(session?: unknown): Promise<{ kept: number; stopped: number; resumed: number }> {
     let kept = 0;
     let stopped = 0;
     let resumed = 0;
     for (const it of [...this.items.values()]) {
-      const who = this.ctx.identity(it.session);
-      if (!who) continue; // its session is ending; the items go with it
+      const owner = this.owner(it);
+      if (session !== undefined && owner !== session) continue;
+      const who = this.ctx.identity(owner);
+      if (!who) {
+        it.decidedFor = undefined;
+        if (!it.stopped) this.stop(it);
+        stopped++;
+        continue;
+      }
       const a = await this.ctx.enforcer.authorize(who.principal, readOf(who, it.pn), who.client);
+      it.decidedFor = a.allowed ? who.principal : undefined;
       const at = { asset: it.pn.asset, point: it.pn.point, sub: who.principal.sub, item: it.item.monitoredItemId };
       if (a.allowed && it.stopped) {
         resumed++;
@@ -128,7 +154,7 @@ export class PointMonitors {
       else {
         stopped++;
         this.stop(it);
-        this.ctx.log.info({ ...at, reason: a.decision.reason }, "opcua monitored item stopped: no longer allowed after a policy reload");
+        this.ctx.log.info({ ...at, reason: a.decision.reason }, session !== undefined ? "opcua monitored item stopped: not allowed for its session's new user or token" : "opcua monitored item stopped: no longer allowed after a policy reload");
       }
     }
     return { kept, stopped, resumed };
@@ -156,7 +182,7 @@ export class PointMonitors {
       // An item on a point that was not decided (it cannot happen through CreateMonitoredItems) is refused too.
       if (pn && p?.allowed !== true) return { createResult: new MonitoredItemCreateResult({ statusCode: StatusCodes.BadUserAccessDenied }), monitoredItemCreateRequest: req };
       const r = pre(addressSpace, timestamps, req);
-      if (pn && r.monitoredItem) this.attach(r.monitoredItem, session, pn);
+      if (pn && r.monitoredItem) this.attach(r.monitoredItem, sub, session, pn, p?.principal);
       return r;
     };
     sub.on("removeMonitoredItem", (item) => {
@@ -167,8 +193,13 @@ export class PointMonitors {
     });
   }
 
-  private attach(item: ServerItem, session: unknown, pn: PointNode): void {
-    const it: Item = { item, session, pn };
+  /** The session an item's subscription belongs to now. */
+  private owner(it: Item): unknown {
+    return it.sub.$session ?? it.session;
+  }
+
+  private attach(item: ServerItem, sub: ServerSubscription, session: unknown, pn: PointNode, principal: Principal | undefined): void {
+    const it: Item = { item, sub, session, pn, decidedFor: principal };
     this.items.set(item, it);
     const sample = (_ctx: unknown, callback: (err: Error | null, dv?: DataValue) => void) => {
       this.sample(it).then(
@@ -185,6 +216,10 @@ export class PointMonitors {
 
   private async sample(it: Item): Promise<DataValue> {
     if (it.stopped) return it.stopped.clone();
+    // Only to the principal it was decided for: another user or token on the session, or
+    // another session after a transfer, gets nothing until the item is decided for them.
+    const who = this.ctx.identity(this.owner(it));
+    if (!who || who.principal !== it.decidedFor) return badValue(StatusCodes.BadUserAccessDenied);
     const asset = this.ctx.policy().assets.get(it.pn.asset);
     const point = asset?.points.get(it.pn.point);
     if (!asset || !point) return badValue(StatusCodes.BadNodeIdUnknown);

@@ -74,8 +74,9 @@ export interface OpcuaFrontAddress {
 }
 
 interface SessionState {
-  readonly client: ClientRef;
-  readonly source: string | undefined;
+  /** The client and its address, from the channel the session was last activated on. */
+  client: ClientRef;
+  source: string | undefined;
   /** The principal of the identity token being activated (set by the token checks, taken by session_activated). */
   pending?: Principal;
   registered?: Session;
@@ -368,8 +369,27 @@ export class OpcuaFront {
         }
       });
     };
+    // TransferSubscriptions: the moved subscription's items serve the destination session from
+    // now on, and only once they are decided for its principal (each decision logged).
+    const engine = server.engine as unknown as { transferSubscription: (session: ServerSession, id: number, sendInitialValues: boolean) => Promise<{ statusCode: StatusCode }> };
+    const transfer = engine.transferSubscription.bind(engine);
+    engine.transferSubscription = async (session, id, sendInitialValues) => {
+      const r = await transfer(session, id, sendInitialValues);
+      if (r.statusCode.isGood()) await this.reauthorizeItems(session, "subscription transferred to the session");
+      return r;
+    };
     server.on("session_activated", (session: ServerSession) => this.activated(session));
     server.on("session_closed", (session: ServerSession) => this.closed(session));
+  }
+
+  /** Decides a session's monitored items again for its principal now (logged); stops the ones it may not read. */
+  private async reauthorizeItems(session: ServerSession, why: string): Promise<void> {
+    try {
+      const items = await this.monitors?.reauthorize(session);
+      if (items && items.kept + items.stopped + items.resumed > 0) this.log.info({ ...items, why }, "OPC UA monitored items decided again");
+    } catch (e) {
+      this.log.error({ err: (e as Error).message, why }, "OPC UA monitored items could not be decided again (they deliver nothing meanwhile)");
+    }
   }
 
   private activated(session: ServerSession): void {
@@ -382,8 +402,17 @@ export class OpcuaFront {
       return;
     }
     const reg = st.registered;
+    // A session activated again (a new channel, a renewed token, another user) has its client
+    // address taken again from the channel it is on now.
+    if (reg) {
+      const client = clientOf(session.channel as ChannelLike | undefined);
+      st.client = client;
+      st.source = normalizeAddress(client.address ?? "");
+    }
     if (reg && !reg.ended && reg.principal.sub === principal.sub && reg.principal.iss === principal.iss) {
       this.deps.sessions.renew(reg.id, principal);
+      // Its items serve the renewed principal only once decided for it (its roles may differ).
+      void this.reauthorizeItems(session, "session activated again (token renewed)");
       return;
     }
     if (reg) {
@@ -393,6 +422,7 @@ export class OpcuaFront {
     const opened = this.deps.sessions.open(principal, { kind: "session", protocol: "opcua", ...(st.source !== undefined && { source: st.source }) });
     st.registered = opened;
     st.unsubscribe = opened.onEnd((e) => this.sessionEnded(session, st, e));
+    if (reg) void this.reauthorizeItems(session, "session activated again by another user");
     this.log.debug({ client: `${st.client.address}:${st.client.port}`, session: opened.id, sub: principal.sub, via: principal.via }, "OPC UA session activated");
   }
 
