@@ -18,6 +18,7 @@ export const ERROR_CODES = {
   ZT_TOKEN_UNREADABLE: "the token file of a command (--token-file) could not be read, watched or holds no token",
   ZT_OPCUA_FRONT: "the OPC UA front could not start (its application certificate, PKI folder or listener); the message names which and where",
   ZT_REVOCATIONS_INVALID: "the revocation list (keys.dir/revocations.json) could not be read, parsed or written; the gateway does not start without a list it cannot read",
+  ZT_LOG_LOCKED: "the decision log directory is in use by another running process (its writer.lock names the pid): one gateway writes one log",
   ZT_LOG_TAMPERED: "the decision log is shorter than its signed head.jws, or head.jws does not verify: the gateway will not write on top of it",
 } as const;
 

@@ -6,6 +6,12 @@
 // that covers its whole line). The partial bytes are kept as evidence in
 // `NNNNNNNN.jsonl.<time>.torn`, fsynced, and only then cut from the segment, so the chain
 // resumes from the last whole record and nothing is ever silently deleted.
+//
+// The last segment is read forward, not back from its end: a power cut during a batch that was
+// written but not yet synced can leave a hole (zeros, or a line cut short) in the middle of the
+// batch with later lines of it intact on disk. The chain resumes after the last line that
+// continues it (whole, the next seq, `prev` the hash before it); everything from the first line
+// that does not is the torn tail, moved aside, even when whole lines follow it.
 import { open, readFile, rename, stat } from "node:fs/promises";
 import path from "node:path";
 import type { KeyObject } from "node:crypto";
@@ -34,7 +40,7 @@ export interface Recovered {
 }
 
 /** The record on one line, if the line is a whole record (parses and has a seq and a hash). */
-function wholeRecord(text: string): TailRecord | null {
+function wholeRecord(text: string): (TailRecord & { readonly prev: unknown }) | null {
   let r: unknown;
   try {
     r = JSON.parse(text);
@@ -44,7 +50,7 @@ function wholeRecord(text: string): TailRecord | null {
   if (typeof r !== "object" || r === null) return null;
   const o = r as Record<string, unknown>;
   if (!Number.isSafeInteger(o["seq"]) || typeof o["hash"] !== "string" || !/^[0-9a-f]{64}$/.test(o["hash"])) return null;
-  return { seq: o["seq"] as number, hash: o["hash"], type: String(o["type"]), jws: typeof o["jws"] === "string" ? o["jws"] : null };
+  return { seq: o["seq"] as number, hash: o["hash"], type: String(o["type"]), jws: typeof o["jws"] === "string" ? o["jws"] : null, prev: o["prev"] };
 }
 
 interface Scan {
@@ -53,16 +59,23 @@ interface Scan {
   goodEnd: number;
 }
 
-/** The last whole record of a segment's bytes, scanning back over lines that are not whole. */
-function scanBack(buf: Buffer): Scan {
-  let end = buf.lastIndexOf(10);
-  while (end !== -1) {
-    const start = buf.lastIndexOf(10, end - 1) + 1;
+/**
+ * The last record of a segment's bytes that the chain reaches from its start: lines are taken
+ * while each is whole and continues the one before it (seq + 1, prev = its hash).
+ */
+function scanForward(buf: Buffer): Scan {
+  let last: TailRecord | null = null;
+  let goodEnd = 0;
+  for (let start = 0; start < buf.length; ) {
+    const end = buf.indexOf(10, start);
+    if (end === -1) break; // a last line with no newline: never acknowledged
     const rec = wholeRecord(buf.toString("utf8", start, end));
-    if (rec) return { last: rec, goodEnd: end + 1 };
-    end = start - 1 >= 0 ? start - 1 : -1;
+    if (!rec || (last !== null && (rec.seq !== last.seq + 1 || rec.prev !== last.hash))) break;
+    last = { seq: rec.seq, hash: rec.hash, type: rec.type, jws: rec.jws };
+    goodEnd = end + 1;
+    start = end + 1;
   }
-  return { last: null, goodEnd: 0 };
+  return { last, goodEnd };
 }
 
 function startedAt(buf: Buffer, goodEnd: number): number | null {
@@ -117,7 +130,7 @@ export async function recoverTail(segments: readonly SegmentFile[], stamp: strin
     } catch (err) {
       throw new ZtError("ZT_LOG_UNREADABLE", `${seg.path}: ${(err as Error).message}`);
     }
-    const scan = scanBack(buf);
+    const scan = scanForward(buf);
     const isLast = i === segments.length - 1;
     // Only the tail of the log can be torn: the first non-empty segment from the end.
     if (torn === null && buf.length > scan.goodEnd && (isLast || size === 0)) {

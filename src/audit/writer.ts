@@ -35,6 +35,7 @@ import type { ExportedRecord } from "./batch.js";
 import { systemClock } from "./clock.js";
 import { checkSignedHead, recoverTail } from "./recover.js";
 import type { Recovered } from "./recover.js";
+import { lockLogDir } from "./lock.js";
 import { listSegments, segmentName, syncDir } from "./segments.js";
 
 /** Thrown by append() (and rejected by `durable`) when the log cannot take or keep a record. */
@@ -221,6 +222,8 @@ export class DecisionLog extends EventEmitter<DecisionLogEvents> {
   private inflight: Batch | null = null;
   /** The buffer of the last batch written, for the next batch: no fresh megabyte every syncMs. */
   private spare: Buffer | null = null;
+  /** Releases the directory's writer lock (audit/lock.ts); called by close(). */
+  private unlock: () => Promise<void> = async () => undefined;
   private failed: Batch | null = null;
   private lastError: Error | null = null;
   private writing = false;
@@ -274,18 +277,28 @@ export class DecisionLog extends EventEmitter<DecisionLogEvents> {
     const { key, kid } = await prepareSigningKey(options.signingKey);
     const now = options.now ?? systemClock();
     await mkdir(settings.dir, { recursive: true, mode: 0o750 });
-    const segments = await listSegments(settings.dir);
-    const recovered = await recoverTail(segments, isoMicros(now()).replace(/[-:.]/g, ""));
-    await checkSignedHead(settings.dir, createPublicKey(key), recovered.last);
-    const lastSeg = segments.at(-1);
-    const index = lastSeg?.index ?? 1;
-    const file = path.join(settings.dir, segmentName(index));
-    const fh = await open(file, RW_CREATE, 0o640);
-    if (!lastSeg) await syncDir(settings.dir);
-    const segment = { index, path: file, size: recovered.size, startedAt: recovered.startedAt };
-    const log = new DecisionLog(settings, key, kid, fh, segment, recovered, now, options.ids ?? randomUUID, options.retryMs ?? 1000, options.maxPendingBytes ?? 64 << 20);
-    await log.resumeCheckpoints();
-    return log;
+    // One writer per directory, taken before anything is recovered (audit/lock.ts).
+    const unlock = await lockLogDir(settings.dir);
+    let fh: FileHandle | undefined;
+    try {
+      const segments = await listSegments(settings.dir);
+      const recovered = await recoverTail(segments, isoMicros(now()).replace(/[-:.]/g, ""));
+      await checkSignedHead(settings.dir, createPublicKey(key), recovered.last);
+      const lastSeg = segments.at(-1);
+      const index = lastSeg?.index ?? 1;
+      const file = path.join(settings.dir, segmentName(index));
+      fh = await open(file, RW_CREATE, 0o640);
+      if (!lastSeg) await syncDir(settings.dir);
+      const segment = { index, path: file, size: recovered.size, startedAt: recovered.startedAt };
+      const log = new DecisionLog(settings, key, kid, fh, segment, recovered, now, options.ids ?? randomUUID, options.retryMs ?? 1000, options.maxPendingBytes ?? 64 << 20);
+      log.unlock = unlock;
+      await log.resumeCheckpoints();
+      return log;
+    } catch (e) {
+      await fh?.close().catch(() => undefined);
+      await unlock();
+      throw e;
+    }
   }
 
   /** strict durability: a write operation waits for its record's fsync before it is forwarded. */
@@ -384,6 +397,7 @@ export class DecisionLog extends EventEmitter<DecisionLogEvents> {
     if (this.flushTimer) clearTimeout(this.flushTimer);
     await this.fh?.close().catch(() => undefined);
     this.fh = null;
+    await this.unlock();
     if (lost !== null || this.failed) {
       const n = (this.failed?.count ?? 0) + this.batch.count;
       throw new AuditUnavailableError(`the decision log closed with ${n} records not written`, { cause: lost });

@@ -64,3 +64,22 @@ t.test("no acknowledged record is lost to SIGKILL, and the log verifies after re
   t.same(missing, [], "the last acknowledged record of each child is there");
   t.equal(seqs.size, r.lastSeq, "one record per seq, no gaps");
 });
+
+t.test("one writer per log directory: a second one is refused while the first runs, and takes over once it is killed", async (t) => {
+  const dir = path.join(t.testdir({}), "decisions");
+  const keyFile = path.join(t.testdir({}), "signing.key.pem");
+  writeFileSync(keyFile, k.privateKey.export({ type: "pkcs8", format: "pem" }), { mode: 0o600 });
+  const child = spawn(process.execPath, ["--import", "tsx", FIXTURE, dir, keyFile], { cwd: ROOT, env: childEnv(), stdio: ["ignore", "pipe", "pipe"] });
+  const exited = new Promise((resolve) => child.on("exit", resolve));
+  t.teardown(() => void child.kill("SIGKILL"));
+  await new Promise<void>((resolve, reject) => {
+    createInterface({ input: child.stdout }).on("line", (line) => line.startsWith("ready") && resolve());
+    child.on("exit", (code) => reject(new Error(`the writer child ended (${code}) before it was ready`)));
+  });
+  await t.rejects(DecisionLog.open(settings(dir), { signingKey: k.privateKey }), { code: "ZT_LOG_LOCKED", message: new RegExp(`pid ${child.pid}`) }, "refused while the child writes");
+  child.kill("SIGKILL");
+  await exited;
+  const log = await DecisionLog.open(settings(dir), { signingKey: k.privateKey });
+  await log.close();
+  t.match(await verifyLog(dir, k.publicKey), { problem: null }, "taken over and verified after the kill");
+});

@@ -139,6 +139,28 @@ t.test("a torn tail is moved aside on open and the chain resumes from the last w
   t.match(r.notes, [/torn tail moved aside/]);
 });
 
+t.test("a hole inside the last, unsynced batch (a power cut): the chain resumes before it, and the whole lines after it are moved aside too", async (t) => {
+  const dir = t.testdir({});
+  const log = await DecisionLog.open(settings(dir, { checkpointEvery: { records: 1000, seconds: 60 } }), { signingKey: k.privateKey });
+  for (let i = 0; i < 10; i++) await log.append(decision(i)).durable;
+  await log.checkpoint();
+  const synced = readFileSync(seg(dir, 1)).length;
+  for (let i = 10; i < 18; i++) log.append(decision(i)); // one batch, seq 12..19
+  await log.flush();
+  // The disk kept the file's size and the batch's later lines, but its first bytes read back as zeros.
+  const buf = readFileSync(seg(dir, 1));
+  const tail = buf.subarray(synced);
+  buf.fill(0, synced, synced + 1500);
+  writeFileSync(seg(dir, 1), buf);
+
+  const again = await DecisionLog.open(settings(dir), { signingKey: k.privateKey });
+  t.equal(again.recovered.last?.seq, 11, "resumes after the last record the chain reaches (the checkpoint)");
+  t.equal(again.recovered.torn?.bytes, tail.length, "everything from the hole on is moved aside, whole lines after it included");
+  t.equal(again.append(decision(99)).seq, 12);
+  await again.close();
+  t.match(await verifyLog(dir, k.publicKey), { ok: true, records: 13 }, "the log verifies after the restart");
+});
+
 t.test("a last segment that is all torn: the chain resumes from the segment before", async (t) => {
   const dir = t.testdir({});
   const log = await DecisionLog.open(settings(dir), { signingKey: k.privateKey });
