@@ -18,7 +18,7 @@ import type { KeyObject } from "node:crypto";
 import path from "node:path";
 import { openHead, readHeadFile } from "./checkpoint.js";
 import type { SignedHead } from "./checkpoint.js";
-import { GENESIS_PREV, LOG_FORMAT_VERSION, recomputeHash } from "./record.js";
+import { GENESIS_PREV, LOG_FORMAT_VERSION, chainHash, jcs } from "./record.js";
 import { HEAD_FILE, listSegments, listTorn, readLines } from "./segments.js";
 
 export interface VerifyProblem {
@@ -91,6 +91,7 @@ export async function verifyLog(dir: string, publicKey: KeyObject): Promise<Veri
           }
           throw new Broken({ file: seg.path, seq: state.expect, why: `line ${line.lineNo} has no newline, in the middle of the log` });
         }
+        if (!line.utf8) throw new Broken({ file: seg.path, seq: state.expect, why: `line ${line.lineNo} is not valid UTF-8: its bytes were changed (the gateway writes UTF-8 only)` });
         await checkRecord(seg.path, line.lineNo, line.text, state, publicKey, signedHead, notes);
       }
     }
@@ -134,7 +135,14 @@ async function checkRecord(file: string, lineNo: number, text: string, s: State,
   if (r["prev"] !== s.prev) {
     throw bad(s.expect, s.expect === 1 ? "the first record's prev is not 64 zeros: the log does not start at its beginning" : `prev does not match the hash of seq ${s.expect - 1}: a record before it was changed, removed or inserted`);
   }
-  if (recomputeHash(r) !== r["hash"]) throw bad(s.expect, "hash does not match the record's content: the record was changed");
+  const { hash, ...rest } = r;
+  const canonical = jcs(rest);
+  if (chainHash(s.prev, canonical) !== hash) throw bad(s.expect, "hash does not match the record's content: the record was changed");
+  // The line must be that very text, not another spelling of it (a duplicate key a reader may
+  // take instead of the last one, another number or escape form): what is hashed is what is read.
+  if (text !== `${canonical.slice(0, -1)},"hash":"${hash as string}"}`) {
+    throw bad(s.expect, `line ${lineNo} is not the record's canonical JSON (RFC 8785) with its hash added last: its bytes were changed although it parses to the same record`);
+  }
   if (signedHead && s.expect === signedHead.seq && r["hash"] !== signedHead.hash) {
     throw bad(s.expect, "hash differs from the one head.jws signs for this seq: the log was rewritten");
   }

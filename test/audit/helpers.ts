@@ -68,8 +68,15 @@ export function readRecords(file: string): Rec[] {
   return readFileSync(file, "utf8").split("\n").filter((l) => l).map((l) => JSON.parse(l) as Rec);
 }
 
+/** Writes records as the writer does: each line the canonical JSON with `hash` added last (what verify requires). */
 export function writeRecords(file: string, records: readonly Rec[]): void {
-  writeFileSync(file, records.map((r) => JSON.stringify(r) + "\n").join(""));
+  writeFileSync(file, records.map((r) => canonicalLine(r) + "\n").join(""));
+}
+
+function canonicalLine(r: Rec): string {
+  const { hash, ...rest } = r as Rec & { hash?: unknown };
+  const text = jcs(rest);
+  return hash === undefined ? text : `${text.slice(0, -1)},"hash":${JSON.stringify(hash)}}`;
 }
 
 /** What someone rewriting history would do: recompute every hash from `from` on. */

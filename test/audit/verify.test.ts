@@ -1,12 +1,13 @@
 // Tampering, each kind on a real log written by the writer: verify names the first bad
 // file:seq and why. The log: 20 decisions, a checkpoint after every 5 (seq 6, 12, 18, 24),
 // segments of ≤ 4 KB.
-import { cpSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import t from "tap";
 import type { Test } from "tap";
 import { DecisionLog } from "../../src/audit/writer.js";
 import { verifyLog } from "../../src/audit/verify.js";
+import { MAX_LINE_BYTES } from "../../src/audit/segments.js";
 import { decision, keys, readRecords, rehash, settings, writeRecords } from "./helpers.js";
 import type { Rec } from "./helpers.js";
 
@@ -183,4 +184,43 @@ t.test("lines that are not records, and an empty or missing log", async (t) => {
 
   t.match(await verifyLog(t.testdir({}), k.publicKey), { ok: true, records: 0, segments: 0 });
   t.match(await verifyLog(path.join(t.testdir({}), "nowhere"), k.publicKey), { ok: true, records: 0 });
+});
+
+t.test("a line changed into another spelling of the same record: a duplicate key, another number form, an escape, bytes that are not UTF-8", async (t) => {
+  const dir = copy(t);
+  const { file } = locate(dir, 8);
+  const original = readFileSync(file, "latin1");
+  const line8 = original.split("\n").find((l) => l.includes('"seq":8,')) as string;
+  const spellings: Array<[string, string]> = [
+    ["a duplicate key in front of the real one", line8.replace('{"action"', '{"decision":"deny","action"')],
+    ["another number form", line8.replace('"seq":8,', '"seq":8.0e0,')],
+    ["an escaped letter", line8.replace('"v":1', '"\\u0076":1')],
+  ];
+  for (const [what, changed] of spellings) {
+    t.not(changed, line8, `${what}: the line differs`);
+    writeFileSync(file, original.replace(line8, changed), "latin1");
+    t.match(await verifyLog(dir, k.publicKey), { ok: false, problem: { file, seq: 8, why: /not the record's canonical JSON/ } }, what);
+  }
+  // A character's UTF-8 bytes (U+FFFD: EF BF BD) replaced by one byte that is no UTF-8 (FF), which decodes to U+FFFD all the same.
+  const own = path.join(t.testdir({}), "log");
+  const log = await DecisionLog.open(settings(own), { signingKey: k.privateKey });
+  await log.append(decision(0, { rule: "r\uFFFD" })).durable;
+  await log.close();
+  t.match(await verifyLog(own, k.publicKey), { ok: true }, "the log as written verifies");
+  const seg = segments(own)[0] as string;
+  const bytes = readFileSync(seg);
+  const at = bytes.indexOf(Buffer.from([0xef, 0xbf, 0xbd]));
+  writeFileSync(seg, Buffer.concat([bytes.subarray(0, at), Buffer.from([0xff]), bytes.subarray(at + 3)]));
+  t.match(await verifyLog(own, k.publicKey), { ok: false, problem: { seq: 1, why: /line 1 is not valid UTF-8/ } }, "invalid UTF-8");
+});
+
+t.test("a segment that is not a regular file, or a line past the size limit: an error naming it, never a hang", async (t) => {
+  const dir = copy(t);
+  const last = segments(dir).at(-1) as string;
+  const next = path.join(dir, `${String(Number(path.basename(last, ".jsonl")) + 1).padStart(8, "0")}.jsonl`);
+  symlinkSync("/dev/zero", next);
+  await t.rejects(verifyLog(dir, k.publicKey), { code: "ZT_LOG_UNREADABLE", message: /not a regular file/ }, "/dev/zero");
+  rmSync(next);
+  writeFileSync(next, Buffer.alloc(MAX_LINE_BYTES + 10, 0x61));
+  await t.rejects(verifyLog(dir, k.publicKey), { code: "ZT_LOG_UNREADABLE", message: /longer than/ }, "an endless line");
 });
