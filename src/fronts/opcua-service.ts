@@ -123,8 +123,13 @@ export class EnforcingAccessor implements AddressSpaceAccessor {
     await Promise.all(
       nodes.map(async (rv, i) => {
         const pn = this.ctx.space.lookup(rv.nodeId);
-        if (pn?.kind === "variable" && rv.attributeId === AttributeIds.Value) out[i] = withTimestamps(await this.readPoint(context, pn, readRequest.maxAge ?? 0), readRequest.timestampsToReturn);
-        else passed.push(i);
+        if (pn?.kind === "variable" && rv.attributeId === AttributeIds.Value) {
+          // A point's value is read whole, in its own type: a part of it or another encoding is
+          // not something the gateway serves (as Write refuses an indexRange).
+          if (rv.indexRange && !rv.indexRange.isEmpty()) out[i] = badValue(StatusCodes.BadIndexRangeNoData);
+          else if (rv.dataEncoding?.name) out[i] = badValue(StatusCodes.BadDataEncodingInvalid);
+          else out[i] = withTimestamps(await this.readPoint(context, pn, readRequest.maxAge ?? 0), readRequest.timestampsToReturn);
+        } else passed.push(i);
       }),
     );
     if (passed.length > 0) {

@@ -133,6 +133,9 @@ t.test("bodies are taken as typed; bad targets, values and time bounds are 400s;
   t.match(await h.api("POST", `/v1/sessions/${leaseId}/renew`, { token: mes, body: { junk: 1 } }), { status: 400 });
   t.match(await h.api("POST", `/v1/sessions/${leaseId}/renew`, { token: mes }), { status: 200 });
 
+  // HEAD on the live stream is no route (it would hold a feed subscription open until the token expires).
+  t.equal((await h.api("HEAD", "/v1/decisions/stream", { token: auditor })).status, 404);
+
   // Listing everyone's pending approvals is a logged use of a gateway role.
   t.equal((await h.api("GET", "/v1/approvals", { token: auditor })).status, 200);
   const uses = ((await h.records()) as Rec[]).filter((r) => r.type === "decision" && r["rule"] === "gateway.auditorRoles" && (r.subject as { sub?: string } | null)?.sub === "aud-1");

@@ -6,7 +6,7 @@
 // secure channel is recorded with that channel's client address.
 // Real gateway front, real node-opcua sessions, real JWTs (test/support/opcua-front.ts).
 import t from "tap";
-import { AttributeIds, ClientMonitoredItem, MessageSecurityMode, PublishRequest, TimestampsToReturn } from "node-opcua";
+import { AttributeIds, ClientMonitoredItem, MessageSecurityMode, NumericRange, PublishRequest, TimestampsToReturn, coerceQualifiedName } from "node-opcua";
 import type { ClientSession, ClientSubscription, PublishResponse, UserIdentityInfo } from "node-opcua";
 import { LINE, frontFixture } from "../support/opcua-front.js";
 import { connectClient, jwtIdentity } from "../support/opcua-client.js";
@@ -107,4 +107,14 @@ t.test("a session activated on a new secure channel is recorded with that channe
   t.equal((await a.session.read({ nodeId: COUNT, attributeId: AttributeIds.Value })).statusCode.name, "Good", "served on the new channel");
   const after = (await decisionsOf("hist-8")).at(-1)?.["client"] as { port: number };
   t.not(after.port, before.port, "the record names the new channel's client port");
+});
+
+t.test("a Read of a point's Value with an indexRange or a dataEncoding is refused, not answered with the whole value", async (t) => {
+  const c = await fx.as("hist-7", ["historian"]);
+  const r = await c.session.read([
+    { nodeId: COUNT, attributeId: AttributeIds.Value, indexRange: new NumericRange("5:7") },
+    { nodeId: COUNT, attributeId: AttributeIds.Value, dataEncoding: coerceQualifiedName("Default Binary") },
+    { nodeId: COUNT, attributeId: AttributeIds.Value },
+  ]);
+  t.same(r.map((d) => d.statusCode.name), ["BadIndexRangeNoData", "BadDataEncodingInvalid", "Good"]);
 });

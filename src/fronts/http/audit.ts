@@ -144,7 +144,8 @@ export async function auditRoutes(app: FastifyInstance, opts: { deps: HttpAppDep
 
   app.get<{ Querystring: FilterQuery }>(
     "/v1/decisions/stream",
-    { schema: { querystring: streamQuery, response: { 200: { content: { "text/event-stream": { schema: { type: "string" } } } } } } },
+    // No HEAD twin: a HEAD would be answered by this handler too, and hold a feed subscription open until the token expires.
+    { exposeHeadRoute: false, schema: { querystring: streamQuery, response: { 200: { content: { "text/event-stream": { schema: { type: "string" } } } } } } },
     async (req, reply) => {
       const p = await auditor(req, "following the decision log");
       const feed = deps.audit?.feed;
