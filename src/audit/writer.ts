@@ -335,16 +335,26 @@ export class DecisionLog extends EventEmitter<DecisionLogEvents> {
       this.counters.refused++;
       throw new AuditUnavailableError(`the decision log is ${this.batch.len} bytes behind the disk`);
     }
-    const seq = ++this.seq;
+    // The seq is taken only once the record is known to serialize: a body that cannot be
+    // written as canonical JSON (NaN, a BigInt) is refused without a gap in the chain.
+    const seq = this.seq + 1;
     const id = this.ids();
     const t = this.now();
     const time = isoMicros(t);
-    // A checkpoint being signed owns the next place in the chain; records wait right behind it.
+    // A checkpoint being signed owns the next place in the chain; records wait right behind it
+    // (their text is tried now, so that chaining them later cannot fail).
     let batch = this.batch;
-    if (this.signing) {
-      this.held.push({ seq, id, time, body });
-      batch = this.heldBatch;
-    } else this.chain(seq, id, time, body);
+    try {
+      if (this.signing) {
+        this.text(body, id, GENESIS_PREV, seq, time);
+        this.held.push({ seq, id, time, body });
+        batch = this.heldBatch;
+      } else this.chain(seq, id, time, body);
+    } catch (e) {
+      this.counters.refused++;
+      throw new AuditUnavailableError(`a ${body.type} record that cannot be written as canonical JSON was refused: ${(e as Error).message}`, { cause: e });
+    }
+    this.seq = seq;
     this.sinceCheckpoint++;
     if (this.sinceCheckpoint >= this.settings.checkpointEvery.records || t - this.lastCheckpointAt >= this.settings.checkpointEvery.seconds * 1000) this.startCheckpoint();
     this.scheduleFlush();
@@ -415,16 +425,7 @@ export class DecisionLog extends EventEmitter<DecisionLogEvents> {
     // body logged before from the text kept for it; else in one pass when the body is built
     // in order (decisionBody is), else through the canonicalize library. It is encoded
     // straight into the batch behind `prev`, and line() hashes and ends it.
-    let open: string;
-    if (body instanceof Outcome && this.plainIds && writable(body)) open = outcomeText(body, id, prev, seq, time);
-    else {
-      const idText = this.plainIds ? '"' + id + '"' : jsonString(id);
-      const t = Object.isFrozen(body) ? this.template(body) : null;
-      open =
-        t !== null
-          ? t[0] + idText + t[1] + '"' + prev + '"' + t[2] + seq + t[3] + '"' + time + '"' + t[4]
-          : (orderedRecord(body, idText, '"' + prev + '"', seq, '"' + time + '"') ?? sortedRecord(body, [id, prev, seq, time, LOG_FORMAT_VERSION]));
-    }
+    const open = this.text(body, id, prev, seq, time);
     room(b, prev.length + open.length * 3 + LINE_TAIL_BYTES);
     const n = b.buf.write(open, latin1(b.buf, prev, start));
     const hash = this.line(b, start, prev.length, n);
@@ -437,6 +438,21 @@ export class DecisionLog extends EventEmitter<DecisionLogEvents> {
     b.count++;
     b.lastSeq = seq;
     b.lastHash = hash;
+  }
+
+  /** The canonical text of a record less its closing brace (see chain()); throws for a body that does not serialize. */
+  private text(body: AnyBody, id: string, prev: string, seq: number, time: string): string {
+    let open: string;
+    if (body instanceof Outcome && this.plainIds && writable(body)) open = outcomeText(body, id, prev, seq, time);
+    else {
+      const idText = this.plainIds ? '"' + id + '"' : jsonString(id);
+      const t = Object.isFrozen(body) ? this.template(body) : null;
+      open =
+        t !== null
+          ? t[0] + idText + t[1] + '"' + prev + '"' + t[2] + seq + t[3] + '"' + time + '"' + t[4]
+          : (orderedRecord(body, idText, '"' + prev + '"', seq, '"' + time + '"') ?? sortedRecord(body, [id, prev, seq, time, LOG_FORMAT_VERSION]));
+    }
+    return open;
   }
 
   /**

@@ -369,3 +369,22 @@ t.test("random bodies, each appended three times (the third from its kept text):
   t.equal(wrong, 0, "each line holds the body appended, under its own id, seq and prev");
   t.match(await verifyLog(dir, k.publicKey), { ok: true, records: appended + 1 });
 });
+
+t.test("a record that cannot be written as canonical JSON is refused without a gap in the chain, also while a checkpoint is being signed", async (t) => {
+  const dir = t.testdir({});
+  const log = await DecisionLog.open(settings(dir), { signingKey: k.privateKey });
+  const first = log.append(decision(0));
+  await first.durable;
+  const bad = { ...decision(1), values: [{ point: "x", value: Number.NaN }] } as unknown as Parameters<DecisionLog["append"]>[0];
+  t.throws(() => log.append(bad), AuditUnavailableError, "NaN refused");
+  t.equal(log.append(decision(2)).seq, first.seq + 1, "the next record takes the next seq");
+  // While a checkpoint is being signed, records wait behind it: a bad one is refused at once.
+  const signing = log.checkpoint();
+  t.throws(() => log.append({ ...decision(3), rule: 10n } as unknown as Parameters<DecisionLog["append"]>[0]), AuditUnavailableError, "a BigInt refused while signing");
+  const after = log.append(decision(4));
+  await signing;
+  await after.durable;
+  t.ok(log.healthy(), "the log goes on");
+  await log.close();
+  t.match(await verifyLog(dir, k.publicKey), { ok: true }, "no gap: the log verifies");
+});
