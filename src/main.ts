@@ -15,7 +15,8 @@ import { TokenVerifier } from "./auth/tokens.js";
 import { LeaseStore } from "./auth/lease-store.js";
 import { RevocationList } from "./auth/revocation.js";
 import { SessionRegistry } from "./auth/sessions.js";
-import type { SessionInfo } from "./auth/sessions.js";
+import type { SessionEnded, SessionInfo } from "./auth/sessions.js";
+import type { Principal } from "./pdp/principal.js";
 import { DecisionLog } from "./audit/writer.js";
 import { readSigningKey } from "./audit/checkpoint.js";
 import type { RecordBody, SessionBody } from "./audit/record.js";
@@ -164,17 +165,39 @@ export async function startGateway(config: GatewayConfig, log: Logger): Promise<
     await restoreLeases(config, sessions, verifier, log, stops);
 
     // Writes held for approval; stopped (each pending one refused and logged) before the log closes.
-    // A held write is refused when its requester's credential is revoked (checked at each
-    // revocation and at approval) or expires (a timer), never forwarded after that.
+    // A held write is refused once its requester may no longer ask: its session or lease ended
+    // (closed, revoked, expired, replaced), its token or certificate revoked, or expired (a lease
+    // renewed with a fresh token keeps its writes). Checked at every revocation and session end,
+    // by a timer at the requester's expiry, and when an approver answers.
+    const requesterNow = (p: Principal): Principal | SessionEnded | undefined => {
+      if (p.sessionId === undefined) return p;
+      const s = sessions.get(p.sessionId);
+      return s === undefined ? undefined : (s.ended ?? s.principal);
+    };
     const approvals = new ApprovalQueue({
       log: decisions,
       revision: () => policy.current().revision,
       onDecision: (d, asset) => metrics.decision(d, { asset, action: "write" }),
-      revoked: (p) => sessions.revokedCredential(p, p.issuedAt),
+      requesterEnded: (p) => {
+        const now = requesterNow(p);
+        if (now === undefined) return { ending: "revoked", why: `the requester's session ${p.sessionId as string} is gone` };
+        if ("type" in now) return { ending: now.why === "expired" ? "expired" : "revoked", why: `the requester's session ${p.sessionId as string} ended (${now.why}): ${now.detail}` };
+        const revoked = sessions.revokedCredential(now, now.issuedAt);
+        if (revoked !== undefined) return { ending: "revoked", why: revoked };
+        if (now.expiresAt !== undefined && Date.now() >= now.expiresAt) return { ending: "expired", why: `the requester's credential expired at ${new Date(now.expiresAt).toISOString()}` };
+        return undefined;
+      },
+      requesterExpiry: (p) => {
+        const now = requesterNow(p);
+        return now !== undefined && !("type" in now) ? now.expiresAt : undefined;
+      },
     });
     const unwatchRevocations = sessions.onRevocation(() => approvals.sweep());
+    const onSessionEnded = (e: SessionEnded) => approvals.sessionEnded(e.session.id, { ending: e.why === "expired" ? "expired" : "revoked", why: `the requester's session ${e.session.id} ended (${e.why}): ${e.detail}` });
+    sessions.on("ended", onSessionEnded);
     stops.push(async () => {
       unwatchRevocations();
+      sessions.off("ended", onSessionEnded);
       approvals.stop();
     });
     const enforcer = new Enforcer({

@@ -9,9 +9,10 @@
 //
 // The last segment is read forward, not back from its end: a power cut during a batch that was
 // written but not yet synced can leave a hole (zeros, or a line cut short) in the middle of the
-// batch with later lines of it intact on disk. The chain resumes after the last line that
-// continues it (whole, the next seq, `prev` the hash before it); everything from the first line
-// that does not is the torn tail, moved aside, even when whole lines follow it.
+// batch with later lines of it intact on disk. Everything from the first line that is not a
+// whole record is the torn tail, moved aside, even when whole lines follow it. A whole line
+// that does not continue the chain (a record removed or changed while the gateway was down) is
+// no crash damage: it stays where it is, for `log verify` to report.
 import { open, readFile, rename, stat } from "node:fs/promises";
 import path from "node:path";
 import type { KeyObject } from "node:crypto";
@@ -40,7 +41,7 @@ export interface Recovered {
 }
 
 /** The record on one line, if the line is a whole record (parses and has a seq and a hash). */
-function wholeRecord(text: string): (TailRecord & { readonly prev: unknown }) | null {
+function wholeRecord(text: string): TailRecord | null {
   let r: unknown;
   try {
     r = JSON.parse(text);
@@ -50,7 +51,7 @@ function wholeRecord(text: string): (TailRecord & { readonly prev: unknown }) | 
   if (typeof r !== "object" || r === null) return null;
   const o = r as Record<string, unknown>;
   if (!Number.isSafeInteger(o["seq"]) || typeof o["hash"] !== "string" || !/^[0-9a-f]{64}$/.test(o["hash"])) return null;
-  return { seq: o["seq"] as number, hash: o["hash"], type: String(o["type"]), jws: typeof o["jws"] === "string" ? o["jws"] : null, prev: o["prev"] };
+  return { seq: o["seq"] as number, hash: o["hash"], type: String(o["type"]), jws: typeof o["jws"] === "string" ? o["jws"] : null };
 }
 
 interface Scan {
@@ -59,10 +60,7 @@ interface Scan {
   goodEnd: number;
 }
 
-/**
- * The last record of a segment's bytes that the chain reaches from its start: lines are taken
- * while each is whole and continues the one before it (seq + 1, prev = its hash).
- */
+/** The last whole record of a segment's bytes before the first line that is not one. */
 function scanForward(buf: Buffer): Scan {
   let last: TailRecord | null = null;
   let goodEnd = 0;
@@ -70,8 +68,8 @@ function scanForward(buf: Buffer): Scan {
     const end = buf.indexOf(10, start);
     if (end === -1) break; // a last line with no newline: never acknowledged
     const rec = wholeRecord(buf.toString("utf8", start, end));
-    if (!rec || (last !== null && (rec.seq !== last.seq + 1 || rec.prev !== last.hash))) break;
-    last = { seq: rec.seq, hash: rec.hash, type: rec.type, jws: rec.jws };
+    if (!rec) break;
+    last = rec;
     goodEnd = end + 1;
     start = end + 1;
   }

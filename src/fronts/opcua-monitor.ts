@@ -160,6 +160,16 @@ export class PointMonitors {
     return { kept, stopped, resumed };
   }
 
+  /**
+   * Whether every point item of `subscription` was decided for a principal with the same
+   * subject, issuer and roles as `p`: moving it to `p` then hands over nothing (values already
+   * queued included) that `p` would not have been given.
+   */
+  servesLike(subscription: unknown, p: Principal): boolean {
+    for (const it of this.items.values()) if (it.sub === subscription && it.decidedFor !== undefined && !sameRights(it.decidedFor, p)) return false;
+    return true;
+  }
+
   /** Releases every upstream monitored item (the front stops). */
   close(): void {
     for (const it of this.items.values()) this.release(it);
@@ -220,6 +230,15 @@ export class PointMonitors {
     // another session after a transfer, gets nothing until the item is decided for them.
     const who = this.ctx.identity(this.owner(it));
     if (!who || who.principal !== it.decidedFor) return badValue(StatusCodes.BadUserAccessDenied);
+    const dv = await this.value(it);
+    // Decided again (or stopped) while the value was being fetched: it is not theirs to have.
+    const stopped = (it as { stopped?: DataValue }).stopped; // (read again after the await)
+    if (stopped) return stopped.clone();
+    if (this.ctx.identity(this.owner(it))?.principal !== it.decidedFor) return badValue(StatusCodes.BadUserAccessDenied);
+    return dv;
+  }
+
+  private async value(it: Item): Promise<DataValue> {
     const asset = this.ctx.policy().assets.get(it.pn.asset);
     const point = asset?.points.get(it.pn.point);
     if (!asset || !point) return badValue(StatusCodes.BadNodeIdUnknown);
@@ -272,4 +291,8 @@ export class PointMonitors {
 
 function readOf(who: SessionIdentity, pn: PointNode): Operation {
   return { asset: pn.asset, action: "read", target: { kind: "point", point: pn.point }, ...(who.source !== undefined && { source: who.source }) };
+}
+
+function sameRights(a: Principal, b: Principal): boolean {
+  return a.sub === b.sub && a.iss === b.iss && a.roles.length === b.roles.length && a.roles.every((r) => b.roles.includes(r));
 }

@@ -19,7 +19,7 @@
 //               (opcua-monitor.ts). The address space follows the policy (opcua-space.ts).
 import { isIP } from "node:net";
 import { join, resolve } from "node:path";
-import { AnonymousIdentityToken, MessageSecurityMode, ObjectIds, resolveNodeId, OPCUACertificateManager, OPCUAServer, SecurityPolicy, StatusCodes, TranslateBrowsePathsToNodeIdsResponse, UAUserManagerBase, UserNameIdentityToken, X509IdentityToken, nodesets } from "node-opcua";
+import { AnonymousIdentityToken, MessageSecurityMode, ObjectIds, resolveNodeId, OPCUACertificateManager, OPCUAServer, SecurityPolicy, StatusCodes, TransferResult, TranslateBrowsePathsToNodeIdsResponse, UAUserManagerBase, UserNameIdentityToken, X509IdentityToken, nodesets } from "node-opcua";
 import type { NodeId, ServerSession, StatusCode, TranslateBrowsePathsToNodeIdsRequest } from "node-opcua";
 import type { Logger } from "pino";
 import type { ClientRef, SessionBody } from "../audit/record.js";
@@ -280,6 +280,20 @@ export class OpcuaFront {
     this.deps.enforcer.refuse(reason, principal, SESSION_OPERATION, client).catch((e: unknown) => this.log.error({ err: (e as Error).message }, "could not record a refusal"));
   }
 
+  /**
+   * A session stays with its user: ActivateSession with another one (OPC UA allows it) would
+   * hand the new user what was decided for the old (values already queued on its
+   * subscriptions). Refused (logged) when `next` is another subject or issuer than the
+   * session's; the same user with a renewed token is fine (its items are decided again).
+   */
+  private userChange(session: ServerSession, next: Principal): boolean {
+    const st = this.state(session);
+    const reg = st.registered;
+    if (!reg || reg.ended || (next.sub === reg.principal.sub && next.iss === reg.principal.iss)) return false;
+    this.refuse(st.client, "token-invalid", `the session of ${reg.principal.sub} cannot change its user to ${next.sub}: open a new session`, next);
+    return true;
+  }
+
   private async checkUserName(session: ServerSession, username: string, password: string): Promise<boolean> {
     const st = this.state(session);
     // RFC 8705 binding: a token whose cnf names a certificate is only good on a channel secured with it.
@@ -293,6 +307,7 @@ export class OpcuaFront {
       this.refuse(st.client, "token-invalid", `UserName token: the user name "${username}" is not the token's sub "${r.principal.sub}"`);
       return false;
     }
+    if (this.userChange(session, r.principal)) return false;
     st.pending = r.principal;
     return true;
   }
@@ -336,6 +351,11 @@ export class OpcuaFront {
           }
           st.pending = id.principal;
         }
+        if (st.pending && this.userChange(session as ServerSession, st.pending)) {
+          st.pending = undefined;
+          callback(null, StatusCodes.BadIdentityChangeNotSupported);
+          return;
+        }
         callback(err, status);
       });
     };
@@ -371,9 +391,20 @@ export class OpcuaFront {
     };
     // TransferSubscriptions: the moved subscription's items serve the destination session from
     // now on, and only once they are decided for its principal (each decision logged).
-    const engine = server.engine as unknown as { transferSubscription: (session: ServerSession, id: number, sendInitialValues: boolean) => Promise<{ statusCode: StatusCode }> };
+    // Only to a session of the same subject, issuer and roles as the one its items were decided
+    // for (node-opcua checks the user name only): what is queued on it was decided for them.
+    const engine = server.engine as unknown as {
+      transferSubscription: (session: ServerSession, id: number, sendInitialValues: boolean) => Promise<{ statusCode: StatusCode }>;
+      findSubscription: (id: number) => unknown;
+    };
     const transfer = engine.transferSubscription.bind(engine);
     engine.transferSubscription = async (session, id, sendInitialValues) => {
+      const subscription = id > 0 ? engine.findSubscription(id) : undefined;
+      const who = this.identity(session);
+      if (subscription && (!who || !monitors.servesLike(subscription, who.principal))) {
+        this.refuse(this.state(session).client, "no-matching-rule", `TransferSubscriptions of subscription ${id} refused: its items were decided for another principal (subject, issuer or roles differ)`, who?.principal ?? null);
+        return new TransferResult({ statusCode: StatusCodes.BadUserAccessDenied });
+      }
       const r = await transfer(session, id, sendInitialValues);
       if (r.statusCode.isGood()) await this.reauthorizeItems(session, "subscription transferred to the session");
       return r;

@@ -79,8 +79,20 @@ export interface ApprovalQueueDeps {
   readonly maxPending?: number;
   /** Called for every decision the queue records (metrics). */
   readonly onDecision?: (d: Pick<Decision, "effect" | "reason">, asset: string | null) => void;
-  /** Why the requester's credential is revoked now, or undefined (SessionRegistry.revokedCredential). Without it, only expiry is checked. */
-  readonly revoked?: (p: Principal) => string | undefined;
+  /**
+   * Why the requester can no longer have a held write forwarded (its session or lease ended, its
+   * credential revoked or expired), or undefined while it can (main.ts asks the session
+   * registry, so a renewed lease keeps its writes). Without it: the principal's own expiry.
+   */
+  readonly requesterEnded?: (p: Principal) => RequesterEnded | undefined;
+  /** When the requester's right to ask ends as things stand (epoch ms; a renewed lease moves it); default `p.expiresAt`. */
+  readonly requesterExpiry?: (p: Principal) => number | undefined;
+}
+
+/** Why a requester may no longer have a held write forwarded. */
+export interface RequesterEnded {
+  readonly ending: "revoked" | "expired";
+  readonly why: string;
 }
 
 interface Entry {
@@ -128,23 +140,44 @@ export class ApprovalQueue {
     const e = this.entries.get(ticket.id);
     if (!e) return;
     e.held = { ...held, body: decisionBody(held.decision, held.op, held.principal, held.client) };
-    // One timer: the approval's timeout, or the requester's credential expiring before it.
-    const until = Math.min(ticket.expiresAt, held.principal.expiresAt ?? Infinity);
-    e.timer = setTimeout(() => this.end(e, this.now() < ticket.expiresAt ? "expired" : "timeout", null), Math.max(0, until - this.now()));
+    this.arm(e);
+  }
+
+  /**
+   * One timer per held write: at the approval's timeout, or earlier when the requester's right
+   * to ask ends first; then it is checked again (a lease renewed meanwhile keeps the write).
+   */
+  private arm(e: Entry): void {
+    const held = e.held as NonNullable<Entry["held"]>;
+    const expiry = this.deps.requesterExpiry ? this.deps.requesterExpiry(held.principal) : held.principal.expiresAt;
+    const requesterFirst = expiry !== undefined && expiry < e.ticket.expiresAt;
+    const at = requesterFirst ? expiry : e.ticket.expiresAt;
+    e.timer = setTimeout(() => {
+      if (!requesterFirst) return this.end(e, "timeout", null);
+      const gone = this.ended(held.principal);
+      if (gone) this.end(e, gone.ending, null);
+      else this.arm(e);
+    }, Math.max(0, at - this.now()));
     e.timer.unref();
   }
 
-  /** Refuses every held write whose requester's credential is revoked now (call it after each revocation). */
+  /** Refuses every held write whose requester can no longer ask (call it after each revocation and session end). */
   sweep(): void {
-    for (const e of [...this.entries.values()]) if (e.held && this.deps.revoked?.(e.held.principal) !== undefined) this.end(e, "revoked", null);
+    for (const e of [...this.entries.values()]) {
+      const gone = e.held ? this.ended(e.held.principal) : undefined;
+      if (gone) this.end(e, gone.ending, null);
+    }
   }
 
-  /** Why the requester can no longer have the write forwarded: revoked or expired; undefined while it can. */
-  private ended(p: Principal): { ending: "revoked" | "expired"; why: string } | undefined {
-    const revoked = this.deps.revoked?.(p);
-    if (revoked !== undefined) return { ending: "revoked", why: revoked };
-    if (p.expiresAt !== undefined && this.now() >= p.expiresAt) return { ending: "expired", why: `the requester's credential expired at ${new Date(p.expiresAt).toISOString()}` };
-    return undefined;
+  /** Refuses the held writes asked for on session `id`, which just ended. */
+  sessionEnded(id: string, ending: RequesterEnded): void {
+    for (const e of [...this.entries.values()]) if (e.held?.principal.sessionId === id) this.end(e, ending.ending, null);
+  }
+
+  /** Why the requester can no longer have the write forwarded; undefined while it can. */
+  private ended(p: Principal): RequesterEnded | undefined {
+    if (this.deps.requesterEnded) return this.deps.requesterEnded(p);
+    return p.expiresAt !== undefined && this.now() >= p.expiresAt ? { ending: "expired", why: `the requester's credential expired at ${new Date(p.expiresAt).toISOString()}` } : undefined;
   }
 
   /** Pending approvals, oldest first; `visible` filters by the approver roles they need. */

@@ -388,3 +388,17 @@ t.test("a record that cannot be written as canonical JSON is refused without a g
   await log.close();
   t.match(await verifyLog(dir, k.publicKey), { ok: true }, "no gap: the log verifies");
 });
+
+t.test("a whole record removed while the gateway was down is no torn tail: it is left for verify to report", async (t) => {
+  const dir = t.testdir({});
+  const log = await DecisionLog.open(settings(dir, { checkpointEvery: { records: 1000, seconds: 60 } }), { signingKey: k.privateKey });
+  for (let i = 0; i < 12; i++) await log.append(decision(i)).durable;
+  // No close (a crash): records after the open's checkpoint are not covered by one.
+  const lines = readFileSync(seg(dir, 1), "utf8").split("\n");
+  const at = lines.findIndex((l) => l.includes('"seq":8,'));
+  writeFileSync(seg(dir, 1), [...lines.slice(0, at), ...lines.slice(at + 1)].join("\n"));
+  const again = await DecisionLog.open(settings(dir), { signingKey: k.privateKey });
+  t.equal(again.recovered.torn, null, "nothing moved aside");
+  await again.close();
+  t.match(await verifyLog(dir, k.publicKey), { ok: false, problem: { seq: 8, why: /record 8 was removed/ } }, "verify still reports it");
+});

@@ -12,7 +12,7 @@ import { join } from "node:path";
 import type { LogRecord } from "../../src/audit/record.js";
 import { pointValue } from "../../src/fronts/http/points.js";
 import type { Point } from "../../src/pdp/policy-set.js";
-import { startHarness } from "./harness.js";
+import { WireClient, mbap, startHarness } from "./harness.js";
 import type { Harness } from "./harness.js";
 
 /** An asset whose writes need a shift lead's approval, on the harness's PLC. */
@@ -150,4 +150,38 @@ t.test("OPC UA point values past their type's range are refused before any decis
   for (const [type, value] of [["byte", 255], ["int64", Number.MAX_SAFE_INTEGER], ["float", 3.4e38], ["double", 1e300]] as const) {
     t.same(pointValue(point(type), value), { ok: true, value }, `${type} ${value}`);
   }
+});
+
+t.test("a held Modbus write follows its lease: kept when the lease is renewed past its first token, refused when the lease is deleted", async (t) => {
+  const h = await gateway(t);
+  const lead = await h.token("lead-1", ["shift-lead"]);
+  const pending = async () => (((await h.api("GET", "/v1/approvals", { token: lead })).body as { approvals: Array<{ id: string; requester: { sub: string } }> }).approvals);
+  const fc6 = () => h.plc.stats().served[6] ?? 0;
+
+  // Renewed: the write outlives the lease's first (3 s) token.
+  const renewed = await h.leaseFor("mes-L", ["mes"], { ttl: 3 });
+  const c = await WireClient.connect(h.lease.port);
+  t.teardown(() => c.close());
+  c.send(mbap(1, 3, [6, 0, 220, 0, 42]));
+  await c.next();
+  t.equal((await pending()).length, 1, "held");
+  t.equal((await h.api("POST", `/v1/sessions/${renewed.id}/renew`, { token: await h.token("mes-L", ["mes"], { ttl: 600 }) })).status, 200, "lease renewed");
+  await new Promise((r) => setTimeout(r, 3500));
+  t.equal((await pending()).length, 1, "still pending after the first token's expiry");
+
+  // Deleted: the write is refused (another lease for the same address replaces the first).
+  const deleted = await h.leaseFor("mes-M", ["mes"], { ttl: 600 }); // (the first lease's connection closes with it)
+  const c2 = await WireClient.connect(h.lease.port);
+  t.teardown(() => c2.close());
+  c2.send(mbap(2, 3, [6, 0, 220, 0, 77]));
+  await c2.next();
+  const held = (await pending()).find((a) => a.requester.sub === "mes-M");
+  t.ok(held, "held");
+  t.equal((await h.api("DELETE", `/v1/sessions/${deleted.id}`, { token: deleted.token })).status, 204);
+  const before = fc6();
+  t.match(await h.api("POST", `/v1/approvals/${held?.id ?? ""}`, { token: lead, body: { approve: true } }), { status: 404 }, "nothing left to approve");
+  await new Promise((r) => setTimeout(r, 300));
+  t.equal(fc6(), before, "the deleted lease's write never reached the device");
+  const refused = ((await h.records()) as Rec[]).find((r) => r.type === "decision" && r.decision === "deny" && (r["approval"] as { id?: string } | undefined)?.id === held?.id);
+  t.match(refused, { reason: "token-revoked", subject: { sub: "mes-M" } });
 });
