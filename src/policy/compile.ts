@@ -22,7 +22,8 @@ export interface PolicySource {
   readonly text: string;
 }
 
-const ajv = new Ajv({ allErrors: true, strict: false });
+// strictNumbers: NaN and ±Infinity (YAML's .nan, .inf) are no numbers: a limit of .nan would be no limit at all.
+const ajv = new Ajv({ allErrors: true, strict: false, strictNumbers: true });
 const validateFile = ajv.compile<PolicyFile>(PolicyFileSchema);
 
 const POINT_NAME = /^[A-Za-z_][A-Za-z0-9_.-]*$/;
@@ -302,8 +303,8 @@ function compileRule(
   const listed = actionsOk ? (r.allow ?? r.deny ?? []) : [];
   const actions = new Set<Action>(listed.includes("*") ? ACTIONS : (listed as Action[]));
   if (r.points === undefined && r.targets === undefined && r.nodes === undefined) err(ctx, at, `${name}: names no target (give points, targets or nodes)`);
-  if (ok("subjects") && typeof r.subjects === "object" && r.subjects !== null && Object.keys(r.subjects).length === 0) {
-    err(ctx, [...at, "subjects"], `${name}: subjects {} names nobody in particular; write "*" for anyone, or give roles, subs, issuers or claims`);
+  if (ok("subjects") && typeof r.subjects === "object" && r.subjects !== null && !Object.values(r.subjects).some((v) => v !== undefined && (Array.isArray(v) ? v.length > 0 : typeof v === "object" && v !== null ? Object.keys(v).length > 0 : true))) {
+    err(ctx, [...at, "subjects"], `${name}: subjects ${JSON.stringify(r.subjects)} names nobody in particular (an empty selector); write "*" for anyone, or give roles, subs, issuers or claims`);
   }
   const writes = effect === "allow" && actions.has("write") && !listed.includes("*");
 
@@ -393,8 +394,17 @@ export function ruleCoversPoint(rule: Rule, p: Point): boolean {
   if (p.table !== undefined && p.address !== undefined) {
     const first = p.address;
     const last = p.address + p.size - 1;
-    const deny = rule.effect === "deny";
-    return (rule.ranges[p.table] ?? []).some(([a, b]) => (deny ? a <= last && first <= b : a <= first && last <= b));
+    const ranges = rule.ranges[p.table] ?? [];
+    if (rule.effect === "deny") return ranges.some(([a, b]) => a <= last && first <= b);
+    // An allow covers the point when its ranges together cover every register of it (10 and 11
+    // listed apart cover a float32 at 10).
+    let next = first;
+    for (const [a, b] of [...ranges].sort((x, y) => x[0] - y[0])) {
+      if (a > next) break;
+      if (b >= next) next = b + 1;
+      if (next > last) return true;
+    }
+    return false;
   }
   return p.node !== undefined && rule.nodes.some((re) => re.test(p.node as string));
 }

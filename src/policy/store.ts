@@ -85,7 +85,8 @@ export class PolicyStore extends EventEmitter<{ reloaded: [ReloadResult]; reject
 
   private async doReload(trigger: ReloadTrigger): Promise<ReloadResult> {
     const previousRevision = this.set.revision;
-    const r = await loadPolicyDir(this.dir);
+    // Whatever goes wrong in loading is a rejection, logged and shown like any other.
+    const r = await loadPolicyDir(this.dir).catch((e: unknown) => ({ set: undefined, diagnostics: [{ file: this.dir, line: 0, col: 0, message: `could not be loaded: ${(e as Error).message}` }] }));
     if (!r.set) {
       const errors = sortDiagnostics(r.diagnostics).map(formatDiagnostic);
       this.lastRejected = { at: this.now().toISOString(), trigger, errors };

@@ -28,11 +28,15 @@ export function pathLabel(path: Path): string {
   return out === "" ? "(document)" : out;
 }
 
+/** How far aliases may expand a document (the yaml library's count; its default is 100). */
+const MAX_ALIAS_COUNT = 10_000;
+
 export class YamlSource {
   private constructor(
     readonly file: string,
     readonly doc: Document.Parsed,
     private readonly lines: LineCounter,
+    private readonly plain: unknown,
   ) {}
 
   /** Parses `text`; syntax errors come back as diagnostics and `source` is then undefined. */
@@ -46,12 +50,21 @@ export class YamlSource {
       diagnostics.push({ file, line: lp.line, col: lp.col, message: `YAML ${msg.replace(/ at line \d+, column \d+:?$/, "")}` });
     }
     if (diagnostics.length > 0) return { diagnostics };
-    return { source: new YamlSource(file, doc, lines), diagnostics };
+    // Aliases: a policy may reuse a node many times (`subjects: *ops` in every rule); only an
+    // expansion that multiplies (aliases of aliases, the "billion laughs") is refused, as an
+    // error of the file rather than an exception.
+    let value: unknown;
+    try {
+      value = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
+    } catch (e) {
+      return { diagnostics: [{ file, line: 1, col: 1, message: `YAML ${(e as Error).message} (aliases expand to more than ${MAX_ALIAS_COUNT} nodes)` }] };
+    }
+    return { source: new YamlSource(file, doc, lines, value), diagnostics };
   }
 
   /** The plain JavaScript value of the document. */
   value(): unknown {
-    return this.doc.toJS({ maxAliasCount: 100 });
+    return this.plain;
   }
 
   /** The node at `path`, or the deepest existing ancestor; `key` selects the map key instead. */

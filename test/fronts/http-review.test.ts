@@ -133,6 +133,10 @@ t.test("bodies are taken as typed; bad targets, values and time bounds are 400s;
   t.match(await h.api("POST", `/v1/sessions/${leaseId}/renew`, { token: mes, body: { junk: 1 } }), { status: 400 });
   t.match(await h.api("POST", `/v1/sessions/${leaseId}/renew`, { token: mes }), { status: 200 });
 
+  // A float32 point's limits are checked on the value the device gets: 100.000001 is 100 as a float32 (rule max 100).
+  t.match(await h.api("PUT", "/v1/assets/testbed/points/limit", { token: mes, body: { value: 100.000001 } }), { status: 200, body: { value: 100 } });
+  t.match(await h.api("PUT", "/v1/assets/testbed/points/limit", { token: mes, body: { value: 100.00001 } }), { status: 403 }, "100.00001 is above 100 as a float32 too");
+
   // HEAD on the live stream is no route (it would hold a feed subscription open until the token expires).
   t.equal((await h.api("HEAD", "/v1/decisions/stream", { token: auditor })).status, 404);
 

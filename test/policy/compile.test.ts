@@ -755,3 +755,39 @@ t.test("an empty subjects mapping is an error, not a silent wildcard", async (t)
   t.equal(r.diagnostics.length, 1);
   t.match(r.diagnostics[0], { line: 9, message: /subjects \{\} names nobody in particular/ });
 });
+
+t.test("a limit of .nan or .inf is no number: refused, not taken as no limit", async (t) => {
+  for (const bad of [".nan", ".inf", "-.inf"]) {
+    const r = compile(yaml(...MODBUS, "points:", `  sp: { table: holding, address: 1, min: 0, max: ${bad} }`, "rules:", '  - { id: a, allow: [write], subjects: "*", points: [sp] }'));
+    t.equal(r.ok, false, `point max ${bad}`);
+    const rr = compile(yaml(...MODBUS, "points:", "  sp: { table: holding, address: 1 }", "rules:", `  - { id: a, allow: [write], subjects: "*", points: [sp], values: { min: 20, max: ${bad} } }`));
+    t.equal(rr.ok, false, `rule values max ${bad}`);
+  }
+});
+
+t.test("subjects with only empty selectors name nobody in particular: refused", async (t) => {
+  for (const s of ["{ claims: {} }", "{ roles: [] }", "{ claims: {}, subs: [] }"]) {
+    const r = compile(yaml(...MODBUS, "points:", "  sp: { table: holding, address: 1 }", "rules:", `  - { id: a, allow: [write], subjects: ${s}, points: [sp] }`));
+    t.equal(r.ok, false, s);
+  }
+  expectValid(t, yaml(...MODBUS, "points:", "  sp: { table: holding, address: 1 }", "rules:", "  - { id: a, allow: [write], subjects: { claims: { site: berlin } }, points: [sp] }"));
+});
+
+t.test("a node reused by many aliases is fine; an alias expansion past the limit is a positioned error, not an exception", async (t) => {
+  const rules = Array.from({ length: 150 }, (_, i) => `  - { id: r${i}, allow: [read], subjects: *ops, points: [sp] }`);
+  expectValid(t, yaml(...MODBUS, "points:", "  sp: { table: holding, address: 1 }", "x-ops: &ops { roles: [ops] }", "rules:", ...rules).replace("x-ops: &ops { roles: [ops] }\n", "").replace("rules:\n  - { id: r0, allow: [read], subjects: *ops", "rules:\n  - { id: r0, allow: [read], subjects: &ops { roles: [ops] }"));
+  // The billion laughs: each level aliases the one before ten times.
+  const laughs = ["a: &a [x, x, x, x, x, x, x, x, x, x]"];
+  for (let i = 1; i < 8; i++) laughs.push(`${"b".repeat(i)}: &l${i} [${Array.from({ length: 10 }, () => (i === 1 ? "*a" : `*l${i - 1}`)).join(", ")}]`);
+  const r = compile(yaml(...MODBUS, ...laughs));
+  t.equal(r.ok, false);
+  t.match(r.diagnostics, [{ line: 1, message: /alias/i }]);
+});
+
+t.test("an allow listing a multi-register point's registers apart covers it", async (t) => {
+  const set = compilePolicies([{ file: "f.yaml", text: yaml(...MODBUS, "points:", "  t: { table: holding, address: 10, type: float32 }", "rules:", "  - { id: a, allow: [read], subjects: \"*\", targets: [{ table: holding, address: 10 }, { table: holding, address: 11 }] }") }]).set;
+  t.ok(set);
+  const { decide } = await import("../../src/pdp/evaluate.js");
+  const d = decide(set!, { asset: "plc", action: "read", target: { kind: "range", table: "holding", address: 10, count: 2 } }, { sub: "s", iss: "i", roles: [], claims: {}, via: "bearer" }, { now: 0 });
+  t.match(d, { effect: "allow", rule: "a" });
+});

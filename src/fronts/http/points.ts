@@ -26,7 +26,7 @@ import { WRITABLE_TABLES } from "../../pdp/operation.js";
 import type { Asset, Point } from "../../pdp/policy-set.js";
 import type { Principal } from "../../pdp/principal.js";
 import { REASONS } from "../../pdp/reasons.js";
-import { FLOAT32_MAX, OPCUA_INT_RANGES, encodeValue, isRegisterType } from "../../pdp/values.js";
+import { FLOAT32_MAX, OPCUA_INT_RANGES, decodeRaw, encodeValue, isRegisterType } from "../../pdp/values.js";
 import type { OpcuaType } from "../../pdp/values.js";
 import { parseTarget } from "../../policy/request.js";
 import type { HttpAppDeps } from "./app.js";
@@ -295,6 +295,10 @@ export async function pointRoutes(app: FastifyInstance, opts: { deps: HttpAppDep
       }
       // The log records a write decoded and raw (SPEC §6): the words a Modbus point's value goes out as.
       const raw = asset?.protocol === "modbus" && point ? wireWords(point, value) : undefined;
+      // Limits are checked on what the device gets (SPEC §4.3: values decoded by the point's type):
+      // a float32 register or an OPC UA Float holds 99.999998 as 100.
+      if (point && raw && isRegisterType(point.type)) value = decodeRaw(point.type, point.words, raw);
+      else if (point?.type === "float" && typeof value === "number") value = Math.fround(value);
       const op: Operation = { asset: id, action: "write", target: { kind: "point", point: name }, value, ...(raw && { raw }), ...sourceOf(req) };
       const io = points();
       const r = await enforce(req, p, op, async () => {
