@@ -1,5 +1,5 @@
 // Reads a policy directory: every *.yaml / *.yml file directly in it (tests/ is not policy).
-import { readdir, readFile } from "node:fs/promises";
+import { readdir, readFile, stat } from "node:fs/promises";
 import path from "node:path";
 import type { PolicySet } from "../pdp/policy-set.js";
 import type { Diagnostic } from "../util/yaml-source.js";
@@ -15,7 +15,9 @@ export function displayPath(p: string): string {
 export async function readYamlFiles(dir: string): Promise<{ sources: PolicySource[]; diagnostics: Diagnostic[] }> {
   let names: string[];
   try {
-    names = (await readdir(dir, { withFileTypes: true })).filter((d) => d.isFile() && /\.ya?ml$/.test(d.name)).map((d) => d.name).sort();
+    // Symbolic links are followed (a Kubernetes ConfigMap mounts each file as one); a *.yaml
+    // entry that is not a file then is an error below, never skipped in silence.
+    names = (await readdir(dir, { withFileTypes: true })).filter((d) => (d.isFile() || d.isSymbolicLink()) && /\.ya?ml$/.test(d.name)).map((d) => d.name).sort();
   } catch (e) {
     return { sources: [], diagnostics: [{ file: displayPath(dir), line: 0, col: 0, message: `cannot read directory: ${(e as Error).message}` }] };
   }
@@ -24,6 +26,7 @@ export async function readYamlFiles(dir: string): Promise<{ sources: PolicySourc
   for (const name of names) {
     const full = path.join(dir, name);
     try {
+      if (!(await stat(full)).isFile()) throw new Error("not a regular file (a link to a directory or device?)");
       sources.push({ file: displayPath(full), text: await readFile(full, "utf8") });
     } catch (e) {
       diagnostics.push({ file: displayPath(full), line: 0, col: 0, message: `cannot read file: ${(e as Error).message}` });

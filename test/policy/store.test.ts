@@ -1,6 +1,6 @@
 import t from "tap";
 import { once } from "node:events";
-import { cp, writeFile, readFile, rm } from "node:fs/promises";
+import { cp, writeFile, readFile, rm, symlink } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { PolicyStore } from "../../src/policy/store.js";
@@ -102,4 +102,15 @@ t.test("a change on disk is picked up by the watcher; readers see old or new, ne
   t.equal(store.current().revision, r.revision);
   clearInterval(reader);
   for (const s of seen) t.ok(s === rev || s === r.revision, `revision ${s} is one of the whole sets`);
+});
+
+t.test("policy files that are symbolic links (as a Kubernetes ConfigMap mounts them) are read; a link to no file is an error, not skipped", async (t) => {
+  const dir = t.testdir({ data: { "boiler-plc.yaml": await readFile(path.join(repoPolicies, "boiler-plc.yaml"), "utf8") }, policies: {} });
+  await symlink(path.join(dir, "data", "boiler-plc.yaml"), path.join(dir, "policies", "boiler-plc.yaml"));
+  const store = await PolicyStore.open(path.join(dir, "policies"));
+  t.teardown(() => store.close());
+  t.ok(store.current().assets.get("boiler-plc"), "the linked file is loaded");
+  await symlink(path.join(dir, "data"), path.join(dir, "policies", "more.yaml"));
+  const r = await store.reload("manual");
+  t.match(r, { ok: false, errors: [/more\.yaml.*not a regular file/] });
 });
