@@ -49,6 +49,8 @@ export class YamlSource {
       const msg = (e.message.split("\n")[0] ?? e.message).replace(/; please use YAML\.parseAllDocuments\(\)/, " (a file holds one document: remove the extra ---)");
       diagnostics.push({ file, line: lp.line, col: lp.col, message: `YAML ${msg.replace(/ at line \d+, column \d+:?$/, "")}` });
     }
+    // YAML 1.2 only: a `%YAML 1.1` header would read `010` as 8, `1:30` as 90 and merge `<<` keys.
+    if (doc.directives?.yaml.version !== "1.2") diagnostics.push({ file, line: 1, col: 1, message: `YAML ${doc.directives?.yaml.version ?? "?"} is not accepted: files are YAML 1.2 (remove the %YAML directive)` });
     if (diagnostics.length > 0) return { diagnostics };
     // Aliases: a policy may reuse a node many times (`subjects: *ops` in every rule); only an
     // expansion that multiplies (aliases of aliases, the "billion laughs") is refused, as an

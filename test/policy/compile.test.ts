@@ -791,3 +791,10 @@ t.test("an allow listing a multi-register point's registers apart covers it", as
   const d = decide(set!, { asset: "plc", action: "read", target: { kind: "range", table: "holding", address: 10, count: 2 } }, { sub: "s", iss: "i", roles: [], claims: {}, via: "bearer" }, { now: 0 });
   t.match(d, { effect: "allow", rule: "a" });
 });
+
+t.test("a %YAML 1.1 header is refused: it would read 010 as 8", async (t) => {
+  const r = compile(["%YAML 1.1", "---", ...MODBUS, "points:", "  sp: { table: holding, address: 010 }", "rules:", '  - { id: a, allow: [read], subjects: "*", points: [sp] }', ""].join("\n"));
+  t.equal(r.ok, false);
+  t.match(r.diagnostics, [{ line: 1, message: /YAML 1\.1 is not accepted/ }]);
+  expectValid(t, ["%YAML 1.2", "---", ...MODBUS, "points:", "  sp: { table: holding, address: 010 }", "rules:", '  - { id: a, allow: [read], subjects: "*", points: [sp] }', ""].join("\n"));
+});
