@@ -5,7 +5,7 @@
 import { DataType, StatusCodes, Variant, VariantArrayType, coerceInt64, coerceUInt64 } from "node-opcua";
 import type { DataValue, StatusCode } from "node-opcua";
 import type { Scalar } from "../pdp/operation.js";
-import { FLOAT32_MAX, OPCUA_INT_RANGES } from "../pdp/values.js";
+import { FLOAT32_MAX, OPCUA_INT_RANGES, isOpcuaType } from "../pdp/values.js";
 import type { OpcuaType } from "../pdp/values.js";
 import type { PointReading, PointWriteResult } from "./types.js";
 
@@ -25,10 +25,6 @@ export const OPCUA_DATA_TYPES: Readonly<Record<OpcuaType, DataType>> = {
   string: DataType.String,
   datetime: DataType.DateTime,
 };
-
-function isOpcuaType(t: string): t is OpcuaType {
-  return Object.hasOwn(OPCUA_DATA_TYPES, t);
-}
 
 /**
  * The Variant an OPC UA point of `type` is written with; undefined when `value` does not fit

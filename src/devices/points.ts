@@ -15,8 +15,7 @@
 // UA point read or written: a gateway with Modbus assets only never loads node-opcua.
 import type { Asset, Point } from "../pdp/policy-set.js";
 import type { Scalar, Table } from "../pdp/operation.js";
-import { OPCUA_TYPES, decodeRaw, encodeValue, isRegisterType } from "../pdp/values.js";
-import type { OpcuaType } from "../pdp/values.js";
+import { decodeRaw, encodeValue, isOpcuaType, isRegisterType } from "../pdp/values.js";
 import { encodeRequest } from "../wire/pdu.js";
 import type { ModbusRequest } from "../wire/pdu.js";
 import { parseResponse } from "../wire/response.js";
@@ -29,10 +28,6 @@ import type { PointIO, PointReading, PointWriteResult } from "./types.js";
 let uaPoints: Promise<typeof OpcuaPoints> | undefined;
 function opcuaPoints(): Promise<typeof OpcuaPoints> {
   return (uaPoints ??= import("./opcua-points.js"));
-}
-
-function isOpcuaType(t: string): t is OpcuaType {
-  return (OPCUA_TYPES as readonly string[]).includes(t);
 }
 
 const READS: Readonly<Record<Table, ModbusRequest["kind"]>> = {

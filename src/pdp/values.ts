@@ -19,6 +19,10 @@ export function registerCount(type: RegisterType): number {
   return WORDS[type];
 }
 
+export function isOpcuaType(t: string): t is OpcuaType {
+  return (OPCUA_TYPES as readonly string[]).includes(t);
+}
+
 export function isRegisterType(t: string): t is RegisterType {
   return (REGISTER_TYPES as readonly string[]).includes(t);
 }

@@ -32,6 +32,40 @@ const CLIENT = join(ROOT, "test", "fixtures", "modbus-gateway-client.py");
  * for: a float32 holding register with limits (decoded before they are checked), and raw
  * holding registers 300..399 that historians may read.
  */
+/**
+ * An asset on the harness's PLC (front unit 3) whose writes wait for a shift lead's approval:
+ * `valve` (60 s), `quick` (1 s); holding 230..239 written by mes without approval.
+ */
+export const APPROVALS_BED = (port: number) => `asset: approvals-bed
+zone: lab
+protocol: modbus
+endpoint: tcp://127.0.0.1:${port}
+unit: 1
+front: { unit: 3 }
+points:
+  valve: { table: holding, address: 220, type: uint16 }
+  quick: { table: holding, address: 221, type: uint16 }
+rules:
+  - id: bed-read
+    allow: [read]
+    subjects: { roles: [mes, shift-lead] }
+    points: ["*"]
+  - id: valve-write
+    allow: [write]
+    subjects: { roles: [mes] }
+    points: [valve]
+    approval: { roles: [shift-lead], timeout: 60s }
+  - id: quick-write
+    allow: [write]
+    subjects: { roles: [mes] }
+    points: [quick]
+    approval: { roles: [shift-lead], timeout: 1s }
+  - id: raw-mode
+    allow: [write]
+    subjects: { roles: [mes] }
+    targets: [{ table: holding, address: "230-239" }]
+`;
+
 export const TESTBED = (port: number) => `asset: testbed
 zone: lab
 protocol: modbus

@@ -12,36 +12,15 @@ import { join } from "node:path";
 import type { LogRecord } from "../../src/audit/record.js";
 import { pointValue } from "../../src/fronts/http/points.js";
 import type { Point } from "../../src/pdp/policy-set.js";
-import { WireClient, mbap, startHarness } from "./harness.js";
+import { APPROVALS_BED, WireClient, mbap, startHarness } from "./harness.js";
 import type { Harness } from "./harness.js";
-
-/** An asset whose writes need a shift lead's approval, on the harness's PLC. */
-const HELD = (port: number) => `asset: approvals-bed
-zone: lab
-protocol: modbus
-endpoint: tcp://127.0.0.1:${port}
-unit: 1
-front: { unit: 3 }
-points:
-  valve: { table: holding, address: 220, type: uint16 }
-rules:
-  - id: valve-write
-    allow: [write]
-    subjects: { roles: [mes] }
-    points: [valve]
-    approval: { roles: [shift-lead], timeout: 60s }
-  - id: raw-mode
-    allow: [write]
-    subjects: { roles: [mes] }
-    targets: [{ table: holding, address: "230-239" }]
-`;
 
 type Rec = LogRecord & Record<string, unknown>;
 
 /** The whole gateway with the approvals bed loaded. */
 async function gateway(t: Test): Promise<Harness> {
   const h = await startHarness(t, { policies: {} });
-  writeFileSync(join(h.dir, "policies", "approvals-bed.yaml"), HELD(h.plcPort));
+  writeFileSync(join(h.dir, "policies", "approvals-bed.yaml"), APPROVALS_BED(h.plcPort));
   t.match(await h.gw.policy.reload("manual"), { ok: true });
   return h;
 }

@@ -10,34 +10,9 @@ import { join } from "node:path";
 import { verifyLog } from "../../src/audit/verify.js";
 import { readSigningKey } from "../../src/audit/checkpoint.js";
 import type { LogRecord } from "../../src/audit/record.js";
-import { decisions, mbap, startHarness, until, WireClient } from "../fronts/harness.js";
+import { APPROVALS_BED as BED, decisions, mbap, startHarness, until, WireClient } from "../fronts/harness.js";
 import type { Harness } from "../fronts/harness.js";
 
-const BED = (port: number) => `asset: approvals-bed
-zone: lab
-protocol: modbus
-endpoint: tcp://127.0.0.1:${port}
-unit: 1
-front: { unit: 3 }
-points:
-  valve: { table: holding, address: 220, type: uint16 }
-  quick: { table: holding, address: 221, type: uint16 }
-rules:
-  - id: bed-read
-    allow: [read]
-    subjects: { roles: [mes, shift-lead] }
-    points: ["*"]
-  - id: valve-write
-    allow: [write]
-    subjects: { roles: [mes] }
-    points: [valve]
-    approval: { roles: [shift-lead], timeout: 60s }
-  - id: quick-write
-    allow: [write]
-    subjects: { roles: [mes] }
-    points: [quick]
-    approval: { roles: [shift-lead], timeout: 1s }
-`;
 
 interface Pending { id: string; ref: string; requester: { sub: string }; asset: string; values: Array<{ point?: string; value?: unknown }>; roles: string[]; expiresAt: string }
 

@@ -112,8 +112,6 @@ const assetsResponse = {
   },
 } as const;
 
-const INTEGER_TYPES = new Set(["sbyte", "byte", "int16", "uint16", "int32", "uint32", "int64", "uint64"]);
-
 /** The value as the point's type takes it, or why it does not fit (→ 400; the policy never sees it). */
 export function pointValue(point: Point, value: Scalar): { ok: true; value: Scalar } | { ok: false; why: string } {
   const t = point.type;
@@ -128,8 +126,8 @@ export function pointValue(point: Point, value: Scalar): { ok: true; value: Scal
   if (t === "datetime") return typeof value === "string" && Number.isFinite(Date.parse(value)) ? { ok: true, value } : { ok: false, why: `${named}: the value must be an ISO 8601 time` };
   if (typeof value !== "number" || !Number.isFinite(value)) return { ok: false, why: `${named}: the value must be a number, not ${JSON.stringify(value)}` };
   if (isRegisterType(t) && !encodeValue(t, point.words, value)) return { ok: false, why: `${named}: ${value} does not fit the type` };
-  if (INTEGER_TYPES.has(t) && !Number.isInteger(value)) return { ok: false, why: `${named}: the value must be a whole number` };
   const range = OPCUA_INT_RANGES[t as OpcuaType];
+  if (range && !Number.isInteger(value)) return { ok: false, why: `${named}: the value must be a whole number` };
   if (range && (value < range[0] || value > range[1])) return { ok: false, why: `${named}: ${value} is outside ${range[0]}..${range[1]}` };
   if (t === "float" && Math.abs(value) > FLOAT32_MAX) return { ok: false, why: `${named}: ${value} is beyond a float's range` };
   return { ok: true, value };
